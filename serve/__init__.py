@@ -1,0 +1,1 @@
+"""Serve: an OpenAI-compatible gateway over vLLM with routing, experiments and feedback."""

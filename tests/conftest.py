@@ -1,0 +1,98 @@
+"""Session-wide real parts: the shared corpus, a tiny random Llama with the default tokenizer, LoRA adapters
+for it, and ONE vLLM OpenAI server (CPU build) started for the whole session and reused by every test.
+
+Nothing here is a mock: the engine is the real `vllm.entrypoints.openai.api_server`, started through the
+same `serve.engine.EngineProcess` that `empathy serve` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("EMPATHY_TEST_SHARED_DATA", REPO.parent / "shared" / "data"))
+# The prepared default model is cached where `empathy up` keeps it, so tests and the product share it.
+MODEL_CACHE = Path(os.environ.get("EMPATHY_TEST_MODEL_CACHE", REPO / ".empathy"))
+ARTIFACTS = REPO / "test-artifacts"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    path = SHARED_DATA / "empatheticdialogues"
+    if not (path / "valid.csv").is_file():
+        pytest.fail(f"shared corpus not found at {path}; set EMPATHY_TEST_SHARED_DATA to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def paper_scores_path() -> Path:
+    return SHARED_DATA / "efficient-empathy" / "val_results.json"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The real default base model (SmolLM2-135M-Instruct from the PyPI wheel), prepared once."""
+    from training.base_model import prepare_default_model
+
+    return prepare_default_model(MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Path:
+    """A 2-layer random Llama with the default model's tokenizer and chat template."""
+    from tests.tiny import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), default_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
+    """LoRA modules served by the session engine: name -> folder."""
+    from tests.tiny import make_random_lora
+
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "empathy-sensibility": make_random_lora(tiny_model_dir, root / "sensibility", seed=1),
+        "empathy-rationality": make_random_lora(tiny_model_dir, root / "rationality", seed=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+                tiny_adapters: dict[str, Path]) -> Iterator[str]:
+    """Base URL (`http://127.0.0.1:PORT`) of the one real vLLM OpenAI server of the session."""
+    from serve.engine import EngineProcess, EngineSpec
+
+    spec = EngineSpec(
+        model=str(tiny_model_dir), served_name="base", port=free_port(),
+        lora_modules={name: str(path) for name, path in tiny_adapters.items()},
+        max_lora_rank=16, max_loras=4, max_model_len=1024, kvcache_gib=1, dtype="float32",
+    )
+    engine = EngineProcess(spec, log_file=tmp_path_factory.mktemp("vllm") / "vllm.log")
+    engine.start()
+    try:
+        engine.wait_healthy(timeout=420)
+        yield engine.url
+    finally:
+        engine.stop()

@@ -1,0 +1,1 @@
+"""Training: base model, LoRA experts, exact blends, the learned router, evaluation."""

@@ -1,0 +1,54 @@
+"""`empathy train expert`: LoRA SFT of one expert on a subset (resumable from its last checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SUBSET_CHOICES = ("sensibility", "rationality", "full")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="empathy train expert", description=__doc__)
+    parser.add_argument("--subset", required=True, choices=SUBSET_CHOICES, help="which subset to train on")
+    parser.add_argument("--subset-file", type=Path,
+                        help="subset JSONL (default: <data_dir>/subsets/<subset>.jsonl from `empathy select split`)")
+    parser.add_argument("--limit", type=int, help="train on the first N samples of a seeded shuffle")
+    parser.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides epochs)")
+    parser.add_argument("--out", type=Path, help="adapter folder (default: <data_dir>/experts/<subset>)")
+    parser.add_argument("--data-dir", help="artifact folder (EMPATHY_DATA_DIR)")
+    parser.add_argument("--base-model", help="base model (EMPATHY_BASE_MODEL)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from empathy.errors import ConfigError
+    from empathy.logs import setup_logging
+    from empathy.settings import get_settings
+    from training.base_model import resolve_base_model
+    from training.experts import ExpertJob, train_expert
+    from training.sft_data import subset_path
+
+    settings = get_settings(data_dir=args.data_dir, base_model=args.base_model)
+    setup_logging(settings.log_level)
+    for flag, value in (("--limit", args.limit), ("--max-steps", args.max_steps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a positive integer; got {value}.")
+    job = ExpertJob(
+        subset=args.subset,
+        subset_file=args.subset_file or subset_path(settings.data_dir, args.subset),
+        out_dir=args.out or settings.data_dir / "experts" / args.subset,
+        base_model=resolve_base_model(settings.base_model, settings.data_dir),
+        lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        lora_targets=tuple(settings.lora_targets), learning_rate=settings.learning_rate,
+        epochs=settings.epochs, max_length=settings.max_length, batch_size=settings.batch_size,
+        grad_accum=settings.grad_accum, seed=settings.seed, save_steps=settings.save_steps,
+        limit=args.limit, max_steps=args.max_steps,
+    )
+    meta = train_expert(job)
+    summary = {key: meta[key] for key in ("subset", "samples", "steps", "final_loss", "tokens_seen",
+                                          "wall_time_s")}
+    print(json.dumps({"expert": str(job.out_dir), **summary}, indent=2))
+    return 0

