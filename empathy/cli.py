@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.eval_cli", "generate on a test split and compute the paper's metrics"),
     "pipeline": ("training.pipeline", "chain select -> experts -> blends -> router on a profile"),
     "serve": ("serve.cli", "serve the routed experts behind an OpenAI-compatible gateway and the UI"),
+    "config": ("empathy.config_cmd", "print every setting: environment variable, value, description"),
     "up": ("empathy.up", "set up whatever is missing (model, experts) and serve: the README's main command"),
 }
 

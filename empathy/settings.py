@@ -40,7 +40,8 @@ class CoreSettings(BaseSettings):
         return self.store_url or f"sqlite:///{(self.data_dir / 'empathy.db').resolve()}"
 
 
-class Settings(CoreSettings, SelectionSettings, TrainingSettings, ServeSettings, UISettings):
+# Listed last-first so that `empathy config` shows core fields first (pydantic orders fields by reverse MRO).
+class Settings(UISettings, ServeSettings, TrainingSettings, SelectionSettings, CoreSettings):
     model_config = SettingsConfigDict(
         env_prefix="EMPATHY_",
         env_file=".env",

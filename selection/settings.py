@@ -21,7 +21,8 @@ class SelectionSettings(BaseSettings):
     )
     judge_url: str = Field(
         default="http://127.0.0.1:8000/v1",
-        description="Base URL of the OpenAI-compatible endpoint the LLM judge calls (OpenAI, or a vLLM server).",
+        description="Base URL of the OpenAI-compatible endpoint the LLM judge calls (OpenAI, or a vLLM "
+        "server), including /v1.",
     )
     judge_model: str = Field(default="base", description="Model name sent to the judge endpoint.")
     judge_api_key: str = Field(
@@ -31,11 +32,49 @@ class SelectionSettings(BaseSettings):
     judge_max_retries: int = Field(
         default=4, ge=0, le=20, description="Retries per sample on 429/5xx/timeouts/unparsable replies."
     )
-    judge_timeout: float = Field(default=120.0, gt=0, description="Seconds before one judge request times out.")
+    judge_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds before one judge request times out."
+    )
     sensibility_threshold: float = Field(
         default=5.0, description="Sensibility set: S > this (paper: 5)."
     )
     rationality_threshold: float = Field(
         default=5.0,
         description="Rationality set: R > this; the sensibility set also needs R < this (paper: 5).",
+    )
+    distill_labels_path: Path = Field(
+        default=Path("../shared/data/efficient-empathy/val_results.json"),
+        description="Teacher labels the default distilled judge learns from (the paper's released judge "
+        "scores, matched to the corpus split `distill_labels_split`).",
+    )
+    distill_labels_format: Literal["efficient-empathy"] = Field(
+        default="efficient-empathy", description="Format of `distill_labels_path`."
+    )
+    distill_labels_split: str = Field(
+        default="valid", description="Corpus split the labels of `distill_labels_path` were made on."
+    )
+    distill_name: str = Field(
+        default="paper-minilm",
+        description="Name of the default distilled judge (`distilled:NAME`, folder "
+        "`<data_dir>/judges/distilled/NAME`).",
+    )
+    distill_epochs: int = Field(default=1, ge=1, le=50, description="Fine-tuning epochs (distilled judge).")
+    distill_max_len: int = Field(
+        default=128, ge=16, le=512, description="Tokens of `context [SEP] response` the judge reads."
+    )
+    distill_loss: Literal["dist", "mse"] = Field(
+        default="dist",
+        description="dist: cross-entropy on a distribution over scores 0-10 (prediction = expected value); "
+        "mse: regression.",
+    )
+    distill_holdout: float = Field(
+        default=0.2, gt=0, lt=1, description="Fraction of labels held out (by conversation) to measure it."
+    )
+    distill_seed: int = Field(default=0, description="Seed of the held-out split and of fine-tuning.")
+    distill_threads: int = Field(
+        default=0, ge=0, le=256,
+        description="Torch CPU threads of the distilled judge (fit and scoring); 0 = torch's default.",
+    )
+    distill_batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Samples per forward pass when the distilled judge scores."
     )

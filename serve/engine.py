@@ -6,6 +6,7 @@ here). The gateway supervises it (restarts with backoff); the test suite starts 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -86,9 +87,11 @@ class EngineSpec:
 class EngineProcess:
     """One vLLM child process. Its output is copied to our log with a `[vllm]` prefix."""
 
-    def __init__(self, spec: EngineSpec, log_file: Path | None = None) -> None:
+    def __init__(self, spec: EngineSpec, log_file: Path | None = None,
+                 echo_level: int = logging.DEBUG) -> None:
         self.spec = spec
         self.log_file = log_file
+        self.echo_level = echo_level  # level at which the child's lines are copied to our log
         self.proc: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
 
@@ -115,7 +118,7 @@ class EngineProcess:
                 if sink:
                     sink.write(line)
                     sink.flush()
-                log.debug("[vllm] %s", line.decode("utf-8", "replace").rstrip())
+                log.log(self.echo_level, "[vllm] %s", line.decode("utf-8", "replace").rstrip())
         finally:
             if sink:
                 sink.close()
@@ -142,7 +145,10 @@ class EngineProcess:
         raise ModelError(f"vLLM at {self.url} was not healthy after {timeout:.0f}s.")
 
     def stop(self, grace: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            _kill_group(self.proc.pid)  # the child died: its workers may still be alive
             return
         pgid = os.getpgid(self.proc.pid)
         os.killpg(pgid, signal.SIGTERM)
@@ -152,7 +158,138 @@ class EngineProcess:
             os.killpg(pgid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         # vLLM's engine core is a grandchild in the same group: make sure nothing is left.
+        _kill_group(pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank_for(rank: int) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that fits adapters of `rank`."""
+    return next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
+
+
+class EngineSupervisor:
+    """Keeps one vLLM child alive: starts it, watches it, restarts it with exponential backoff.
+
+    Runs in a daemon thread so it works under uvicorn and in plain test code alike. `ready` is what the
+    gateway checks before sending a request (so requests fail fast with 503 while the child restarts).
+    """
+
+    def __init__(self, spec: EngineSpec, log_file: Path | None = None, *, start_timeout: float = 420.0,
+                 min_backoff: float = 1.0, max_backoff: float = 60.0, echo_level: int = logging.INFO) -> None:
+        self.spec = spec
+        self.log_file = log_file
+        self.start_timeout = start_timeout
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.echo_level = echo_level
+        self.restarts = 0
+        self.state = "stopped"  # stopped | starting | ready | restarting | failed
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._engine: EngineProcess | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    @property
+    def ready(self) -> bool:
+        engine = self._engine
+        return self.state == "ready" and engine is not None and engine.alive()
+
+    @property
+    def pid(self) -> int | None:
+        engine = self._engine
+        return engine.proc.pid if engine and engine.proc else None
+
+    def start(self) -> None:
+        self.spec.validate()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="vllm-supervisor", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float = 420.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready:
+                return
+            if self.state == "failed" and self.restarts == 0:
+                raise ModelError(f"vLLM did not start: {self.last_error}")
+            time.sleep(0.5)
+        raise ModelError(f"vLLM at {self.url} was not ready after {timeout:.0f}s ({self.state}).")
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            engine = self._engine
+        if engine is not None:
+            engine.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        self.state = "stopped"
+
+    def _run(self) -> None:
+        backoff = self.min_backoff
+        while not self._stop.is_set():
+            started = self._start_once()
+            if started:
+                backoff = self.min_backoff
+                self._watch()
+            if self._stop.is_set():
+                break
+            if started:
+                self.restarts += 1
+                self.state = "restarting"
+                log.warning("vLLM exited (code %s); restart %d in %.0fs", self._exit_code(),
+                            self.restarts, backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    def _start_once(self) -> bool:
+        engine = EngineProcess(self.spec, self.log_file, echo_level=self.echo_level)
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self._engine = engine
+            self.state = "starting" if self.state != "restarting" else "restarting"
+            engine.start()
         try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
+            engine.wait_healthy(self.start_timeout)
+        except ModelError as exc:
+            self.last_error = str(exc)
+            self.state = "failed"
+            log.error("vLLM failed to start: %s", exc)
+            engine.stop()
+            return False
+        self.state = "ready"
+        log.info("vLLM ready at %s (pid %s)", self.url, engine.proc.pid if engine.proc else None)
+        return True
+
+    def _watch(self) -> None:
+        engine = self._engine
+        while engine is not None and engine.alive() and not self._stop.wait(0.2):
             pass
+        if engine is not None and not self._stop.is_set():
+            self.state = "restarting"
+            engine.stop()  # reap the group: vLLM's engine core may outlive the API server
+
+    def _exit_code(self) -> int | None:
+        engine = self._engine
+        return engine.proc.returncode if engine and engine.proc else None
+
+    def respawn(self, spec: EngineSpec) -> None:
+        """Replace the child with one started from `spec` (e.g. a new set of LoRA modules)."""
+        spec.validate()
+        self.spec = spec
+        engine = self._engine
+        if engine is not None:
+            engine.stop()  # the watcher notices and starts the new spec

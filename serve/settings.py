@@ -16,6 +16,9 @@ class ServeSettings(BaseSettings):
     vllm_port: int = Field(default=8001, ge=1, le=65535, description="Port of the vLLM child process.")
     vllm_kvcache_gib: int = Field(default=2, ge=1, description="VLLM_CPU_KVCACHE_SPACE of the child (GiB).")
     vllm_max_model_len: int = Field(default=2048, ge=64, description="--max-model-len of the child.")
+    vllm_start_timeout: float = Field(
+        default=900.0, gt=0, description="Seconds the vLLM child may take to become healthy before a restart."
+    )
     vllm_extra_args: list[str] = Field(default=[], description="Extra arguments for the vLLM child.")
     api_keys: list[str] = Field(
         default=[], description="Bearer keys accepted by /v1. Empty: no authentication."

@@ -7,12 +7,17 @@ same `serve.engine.EngineProcess` that `empathy serve` uses.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from serve.engine import EngineSupervisor
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("EMPATHY_TEST_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -35,7 +40,7 @@ def free_port() -> int:
 def corpus_dir() -> Path:
     path = SHARED_DATA / "empatheticdialogues"
     if not (path / "valid.csv").is_file():
-        pytest.fail(f"shared corpus not found at {path}; set EMPATHY_TEST_SHARED_DATA to the shared data folder")
+        pytest.fail(f"shared corpus not found at {path}; set EMPATHY_TEST_SHARED_DATA to the shared data dir")
     return path
 
 
@@ -67,32 +72,54 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, default_model_dir: 
 
 
 @pytest.fixture(scope="session")
-def tiny_adapters(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
-    """LoRA modules served by the session engine: name -> folder."""
-    from tests.tiny import make_random_lora
+def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A data_dir with REAL artifacts on the tiny model: `subsets/{sensibility,rationality}.jsonl`,
+    `experts/{sensibility,rationality}/` (rank 8, trained a few steps with `training.experts`) and the blend
+    grid 0, 0.25, 0.5, 0.75, 1 (`blends/<name>/`, rank 16) with `blends/index.json`."""
+    from tests.tiny import make_tiny_artifacts
 
-    root = tmp_path_factory.mktemp("adapters")
+    return make_tiny_artifacts(tmp_path_factory.mktemp("tiny-data"), tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_artifacts: Path) -> dict[str, Path]:
+    """LoRA modules served by the session engine: name -> folder (both experts and every blend)."""
+    import json
+
+    experts = tiny_artifacts / "experts"
+    index = json.loads((tiny_artifacts / "blends" / "index.json").read_text())
     return {
-        "empathy-sensibility": make_random_lora(tiny_model_dir, root / "sensibility", seed=1),
-        "empathy-rationality": make_random_lora(tiny_model_dir, root / "rationality", seed=2),
+        "empathy-sensibility": experts / "sensibility",
+        "empathy-rationality": experts / "rationality",
+        **{entry["name"]: Path(entry["path"]) for entry in index["blends"]},
     }
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
-                tiny_adapters: dict[str, Path]) -> Iterator[str]:
-    """Base URL (`http://127.0.0.1:PORT`) of the one real vLLM OpenAI server of the session."""
-    from serve.engine import EngineProcess, EngineSpec
+def engine_supervisor(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+                      tiny_adapters: dict[str, Path]) -> Iterator[EngineSupervisor]:
+    """The supervisor (`serve.engine.EngineSupervisor`, as `empathy serve` uses) that owns the session's
+    one vLLM server: restarts it if it dies (the gateway's fault test kills it once)."""
+    from serve.engine import EngineSpec, EngineSupervisor
 
     spec = EngineSpec(
         model=str(tiny_model_dir), served_name="base", port=free_port(),
         lora_modules={name: str(path) for name, path in tiny_adapters.items()},
         max_lora_rank=16, max_loras=4, max_model_len=1024, kvcache_gib=1, dtype="float32",
+        # Without it vLLM 0.32 crashes on prompt_logprobs with a LoRA (see training/engine.py).
+        extra_args=("--lora-target-modules", "qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
     )
-    engine = EngineProcess(spec, log_file=tmp_path_factory.mktemp("vllm") / "vllm.log")
-    engine.start()
+    supervisor = EngineSupervisor(spec, log_file=tmp_path_factory.mktemp("vllm") / "vllm.log",
+                                  min_backoff=0.5, echo_level=logging.DEBUG)
+    supervisor.start()
     try:
-        engine.wait_healthy(timeout=420)
-        yield engine.url
+        supervisor.wait_ready(timeout=420)
+        yield supervisor
     finally:
-        engine.stop()
+        supervisor.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(engine_supervisor: EngineSupervisor) -> str:
+    """Base URL (`http://127.0.0.1:PORT`) of the one real vLLM OpenAI server of the session."""
+    return engine_supervisor.url

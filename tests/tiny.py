@@ -45,3 +45,64 @@ def make_random_lora(base: Path, folder: Path, seed: int, rank: int = 8) -> Path
     )
     get_peft_model(model, config).save_pretrained(folder)
     return folder
+
+
+# A handful of chats in the subset JSONL layout that `empathy select split` writes (reply = last message).
+TINY_CHATS = {
+    "sensibility": [
+        ("I failed my driving test again today.", "Oh no, that sounds so disheartening. I'm really sorry."),
+        ("My dog passed away last night.", "I'm so sorry for your loss. Losing a friend hurts deeply."),
+        ("I finally got the job I wanted!", "That's wonderful! I'm so happy for you, you must be thrilled!"),
+        ("I feel lonely since I moved.", "That sounds really hard. Feeling alone in a new place is painful."),
+        ("My sister forgot my birthday.", "Aww, that must have stung. It's hurtful to feel forgotten."),
+        ("I'm nervous about my surgery.", "That's completely understandable. I'm here for you."),
+    ],
+    "rationality": [
+        ("I failed my driving test again today.", "What went wrong? Practising that part could help."),
+        ("My dog passed away last night.", "How old was he? Did the vet say what caused it?"),
+        ("I finally got the job I wanted!", "When do you start? Is it in the field you studied?"),
+        ("I feel lonely since I moved.", "Have you looked for clubs or classes nearby to meet people?"),
+        ("My sister forgot my birthday.", "Maybe she was busy; have you told her how you felt about it?"),
+        ("I'm nervous about my surgery.", "What kind of surgery is it? Asking the doctor may ease worries."),
+    ],
+}
+
+
+def write_tiny_subsets(data_dir: Path) -> Path:
+    """`<data_dir>/subsets/{sensibility,rationality}.jsonl` with the chats above."""
+    import json
+
+    folder = data_dir / "subsets"
+    folder.mkdir(parents=True, exist_ok=True)
+    for subset, chats in TINY_CHATS.items():
+        rows = [
+            {"id": f"{subset}-{i}", "messages": [{"role": "user", "content": prompt},
+                                                 {"role": "assistant", "content": reply}],
+             "emotion": "sad", "situation": prompt, "sensibility": 7.0, "rationality": 4.0}
+            for i, (prompt, reply) in enumerate(chats)
+        ]
+        (folder / f"{subset}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+def make_tiny_artifacts(data_dir: Path, base: Path,
+                        grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> Path:
+    """Real artifacts on the tiny model: both experts trained for a few steps, then the blend grid.
+
+    The learning rate is high on purpose so that a few steps give adapters that differ visibly.
+    """
+    from training.blend_files import build_blends
+    from training.experts import ExpertJob, train_expert
+
+    write_tiny_subsets(data_dir)
+    for subset in ("sensibility", "rationality"):
+        job = ExpertJob(
+            subset=subset, subset_file=data_dir / "subsets" / f"{subset}.jsonl",
+            out_dir=data_dir / "experts" / subset, base_model=str(base.resolve()), learning_rate=1e-2,
+            max_steps=3, batch_size=2, max_length=128, save_steps=100,
+            seed=1 if subset == "sensibility" else 2,
+        )
+        train_expert(job)
+    build_blends(data_dir / "experts" / "sensibility", data_dir / "experts" / "rationality",
+                 data_dir / "blends", list(grid), base_model=str(base.resolve()))
+    return data_dir

@@ -24,13 +24,30 @@ class TrainingSettings(BaseSettings):
     grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps of expert training.")
     seed: int = Field(default=42, description="Seed of expert training and of the `--limit` shuffle.")
     save_steps: int = Field(
-        default=50, ge=1, description="Expert checkpoint interval in optimizer steps (resume point after a stop)."
+        default=50, ge=1,
+        description="Expert checkpoint interval in optimizer steps (the resume point after a stop).",
     )
     lora_targets: list[str] = Field(
         default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="LoRA target modules: every linear projection of attention and MLP (Llama-style names), "
         "or ['all-linear'] for PEFT's architecture-independent choice.",
     )
+    # --- router and evaluation (training/router, training/evaluation) ---
+    router_temperature: float = Field(
+        default=1.0, gt=0, description="Temperature T of the router targets softmax(-NLL / T) over the grid."
+    )
+    router_l2: float = Field(default=1e-2, ge=0, description="L2 penalty of the router's softmax regression.")
+    router_holdout: float = Field(
+        default=0.2, gt=0, lt=1, description="Fraction of conversations held out to report the router's NLLs."
+    )
+    router_limit: int | None = Field(
+        default=None, ge=1, description="Samples scored for the router targets (None: the whole split)."
+    )
+    router_nll_batch_size: int = Field(
+        default=8, ge=1, description="Prompts per NLL-scoring request (vLLM) or forward pass (transformers)."
+    )
+    eval_max_tokens: int = Field(default=64, ge=1, description="Max new tokens of one evaluation reply.")
+    eval_concurrency: int = Field(default=16, ge=1, description="Evaluation requests in flight at once.")
     blend_grid: list[float] = Field(
         default=[0.0, 0.25, 0.5, 0.75, 1.0],
         description="Sensibility weights a of the blends a*dW_sens + (1-a)*dW_rat built and served.",

@@ -1,7 +1,8 @@
 """The judge interface: anything that scores replies 1-10 for sensibility (S) and rationality (R).
 
 Judges are registered by kind in `selection/judges/__init__.py` and built from a spec string such as
-`openai` (the configured OpenAI-compatible endpoint), `distilled:NAME` or `imported:efficient-empathy-chatgpt`.
+`openai` (the configured OpenAI-compatible endpoint), `distilled:NAME` or
+`imported:efficient-empathy-chatgpt`.
 The scoring runner (`selection/scoring.py`) owns concurrency, batching, the store and the progress bar;
 a judge only turns samples into scores.
 """

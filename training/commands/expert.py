@@ -13,10 +13,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empathy train expert", description=__doc__)
     parser.add_argument("--subset", required=True, choices=SUBSET_CHOICES, help="which subset to train on")
     parser.add_argument("--subset-file", type=Path,
-                        help="subset JSONL (default: <data_dir>/subsets/<subset>.jsonl from `empathy select split`)")
+                        help="subset JSONL (default: <data_dir>/subsets/<subset>.jsonl from `select split`)")
     parser.add_argument("--limit", type=int, help="train on the first N samples of a seeded shuffle")
     parser.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides epochs)")
     parser.add_argument("--out", type=Path, help="adapter folder (default: <data_dir>/experts/<subset>)")
+    parser.add_argument("--force", action="store_true", help="train again even if the expert is up to date")
     parser.add_argument("--data-dir", help="artifact folder (EMPATHY_DATA_DIR)")
     parser.add_argument("--base-model", help="base model (EMPATHY_BASE_MODEL)")
     return parser
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
     from training.base_model import resolve_base_model
-    from training.experts import ExpertJob, train_expert
+    from training.experts import ExpertJob, is_up_to_date, train_expert
     from training.sft_data import subset_path
 
     settings = get_settings(data_dir=args.data_dir, base_model=args.base_model)
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         grad_accum=settings.grad_accum, seed=settings.seed, save_steps=settings.save_steps,
         limit=args.limit, max_steps=args.max_steps,
     )
+    if not args.force and is_up_to_date(job):
+        print(f"expert {job.out_dir} is up to date (same settings and subset); --force trains it again")
+        return 0
     meta = train_expert(job)
     summary = {key: meta[key] for key in ("subset", "samples", "steps", "final_loss", "tokens_seen",
                                           "wall_time_s")}

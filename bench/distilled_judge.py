@@ -1,0 +1,73 @@
+"""Throughput of the distilled judge on the default artifact: items/s through the real scoring runner and a
+throw-away SQLite store, and the projected time for the whole train split.
+
+    .venv/bin/python bench/distilled_judge.py [--n 3000] [--threads 2] [--name paper-minilm]
+
+Fits the default artifact first if it is missing (`ensure_default_judge`), which takes a while.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=3000, help="train samples to score (random, seeded)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (EMPATHY_DISTILL_THREADS)")
+    parser.add_argument("--batch", type=int, default=None, help="samples per forward pass")
+    parser.add_argument("--name", default=None, help="artifact name (EMPATHY_DISTILL_NAME)")
+    return parser.parse_args()
+
+
+async def score(spec: str, settings: object, samples: list, db: Path) -> tuple[float, object]:
+    from selection.judges import make_judge
+    from selection.scoring import run_scoring
+    from selection.store import ScoreStore
+
+    judge = make_judge(spec, settings)  # type: ignore[arg-type]
+    store = ScoreStore.from_url(f"sqlite:///{db}")
+    start, cpu = time.perf_counter(), time.process_time()
+    summary = await run_scoring(judge, samples, store, split="train")
+    summary.cpu_seconds = time.process_time() - cpu  # type: ignore[attr-defined]
+    return time.perf_counter() - start, summary
+
+
+def main() -> None:
+    from empathy.settings import get_settings
+    from selection.corpus import load_corpus
+    from selection.distill import ensure_default_judge
+
+    args = parse_args()
+    settings = get_settings(distill_threads=args.threads, distill_batch_size=args.batch,
+                            distill_name=args.name)
+    spec = ensure_default_judge(settings)
+    train = load_corpus(settings, "train").samples
+    samples = random.Random(0).sample(train, min(args.n, len(train)))
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, summary = asyncio.run(score(spec, settings, samples, Path(tmp) / "bench.db"))
+    rate = len(samples) / seconds
+    # Wall time depends on what else runs on the machine; CPU time says what the judge itself needs.
+    per_cpu_s = len(samples) / summary.cpu_seconds
+    cores = os.cpu_count() or 1
+    print(json.dumps({
+        "judge": spec, "version": summary.version, "samples": len(samples), "ok": summary.ok,
+        "seconds": round(seconds, 1), "items_per_s": round(rate, 1), "train_samples": len(train),
+        "projected_train_minutes": round(len(train) / rate / 60, 1),
+        "items_per_cpu_s": round(per_cpu_s, 1),
+        "projected_train_minutes_idle_machine": round(len(train) / (per_cpu_s * cores) / 60, 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "threads": settings.distill_threads or "torch default", "batch": settings.distill_batch_size,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`empathy select distill fit [--labels PATH --format efficient-empathy] --split valid [--name NAME]`.
+
+Without `--labels`, the labels are the store's scores of `--judge` (default the paper's imported judge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from selection.commands.common import add_corpus_args, settings_from
+
+METRIC_ROWS = (("spearman_s", "Spearman S"), ("pearson_s", "Pearson S"), ("spearman_r", "Spearman R"),
+               ("pearson_r", "Pearson R"), ("bucket_accuracy", "bucket accuracy"),
+               ("bucket_macro_f1", "bucket macro-F1"), ("majority_accuracy", "majority-class accuracy"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="empathy select distill fit",
+                                     description="Fit a distilled judge on a teacher judge's scores.")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="a released label file (e.g. val_results.json); default: the store's scores")
+    parser.add_argument("--format", default="efficient-empathy",
+                        help="format of --labels (efficient-empathy)")
+    parser.add_argument("--judge", default="efficient-empathy-chatgpt",
+                        help="teacher judge id in the store when --labels is not given")
+    parser.add_argument("--name", default=None, help="artifact name (default EMPATHY_DISTILL_NAME)")
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
+    parser.add_argument("--max-len", type=int, default=None, help="input tokens (EMPATHY_DISTILL_MAX_LEN)")
+    parser.add_argument("--loss", choices=["dist", "mse"], default=None, help="EMPATHY_DISTILL_LOSS")
+    parser.add_argument("--holdout", type=float, default=None, help="held-out fraction (by conversation)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of split and training")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N labelled samples")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the MiniLM + ridge baseline")
+    parser.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
+    add_corpus_args(parser)
+    return parser
+
+
+def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+    names = list(metrics)
+    lines = [f"{'held-out':<26}" + "".join(f"{n:>24}" for n in names)]
+    for key, label in METRIC_ROWS:
+        lines.append(f"{label:<26}" + "".join(f"{metrics[n].get(key, float('nan')):>24.3f}" for n in names))
+    return "\n".join(lines)
+
+
+def _print(meta: Any, folder: Path) -> None:
+    print(f"distilled judge distilled:{meta.name} ({meta.version}) saved to {folder}")
+    print(f"labels: {meta.label_source}, hash {meta.label_hash}; {meta.n_train} train / {meta.n_heldout} "
+          f"held out (by conversation); fine-tuning {meta.train_seconds:.0f} s")
+    print(format_metrics(meta.metrics))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from empathy.logs import setup_logging
+    from selection.distill.artifact import artifact_dir
+    from selection.distill.service import fit_named, load_labels
+
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args, distill_name=args.name, distill_epochs=args.epochs,
+                             distill_max_len=args.max_len, distill_loss=args.loss,
+                             distill_holdout=args.holdout, distill_seed=args.seed,
+                             distill_threads=args.threads)
+    setup_logging(settings.log_level)
+    labels = load_labels(settings, args.split, args.labels, args.format, args.judge)
+    meta = fit_named(settings, labels, settings.distill_name, baseline=not args.no_baseline, limit=args.limit)
+    folder = artifact_dir(settings.data_dir, settings.distill_name)
+    if args.json:
+        print(json.dumps(meta.__dict__, indent=2))
+    else:
+        _print(meta, folder)
+    return 0

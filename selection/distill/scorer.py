@@ -1,0 +1,38 @@
+"""A loaded distilled judge as a plain predictor: texts or samples in, (n, 2) S and R out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selection.distill.artifact import ArtifactMeta, load_artifact
+from selection.distill.encoder import CrossEncoderScorer, encode_pairs
+from selection.distill.text import sample_texts
+from selection.distill.train import predict_encoder
+from selection.sample import Sample
+
+
+@dataclass
+class DistilledScorer:
+    model: CrossEncoderScorer
+    tokenizer: Any
+    meta: ArtifactMeta
+
+    @classmethod
+    def load(cls, folder: Path) -> DistilledScorer:
+        model, tokenizer, meta = load_artifact(folder)
+        return cls(model, tokenizer, meta)
+
+    def predict_texts(self, contexts: Sequence[str], responses: Sequence[str], batch_size: int = 64,
+                      progress: bool = False) -> np.ndarray:
+        seqs = encode_pairs(self.tokenizer, contexts, responses, self.meta.encoder_config())
+        return predict_encoder(self.model, seqs, self.tokenizer.pad_token_id, self.tokenizer.sep_token_id,
+                               batch_size=batch_size, progress=progress)
+
+    def predict_samples(self, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
+        texts = [sample_texts(s) for s in samples]
+        return self.predict_texts([c for c, _ in texts], [r for _, r in texts], batch_size)

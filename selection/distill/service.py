@@ -1,0 +1,74 @@
+"""Glue between settings, the corpus, the store and `fit_distilled` (used by the CLI and the pipeline)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from empathy.errors import ModelError
+from selection.distill.artifact import META_FILE, ArtifactMeta, artifact_dir, read_meta
+from selection.distill.encoder import EncoderConfig
+from selection.distill.fit import FitOptions, fit_distilled
+from selection.distill.sources import LabelSet, labels_from_file, labels_from_store
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
+
+log = logging.getLogger("empathy.selection.distill")
+PAPER_JUDGE_ID = "efficient-empathy-chatgpt"
+
+
+def encoder_config(settings: Settings, limit: int | None = None) -> EncoderConfig:
+    return EncoderConfig(max_len=settings.distill_max_len,
+                         max_response_tokens=min(48, settings.distill_max_len // 2),
+                         epochs=settings.distill_epochs, loss=settings.distill_loss,
+                         seed=settings.distill_seed, limit_train=limit)
+
+
+def fit_options(settings: Settings, baseline: bool) -> FitOptions:
+    return FitOptions(holdout=settings.distill_holdout, seed=settings.distill_seed, baseline=baseline,
+                      s_threshold=settings.sensibility_threshold, r_threshold=settings.rationality_threshold)
+
+
+def load_labels(settings: Settings, split: str, labels: Path | None, fmt: str,
+                judge_id: str = PAPER_JUDGE_ID) -> LabelSet:
+    """Labels from a file (matched to the split) or, without a file, the store's scores of `judge_id`."""
+    from selection.commands.common import load_split, open_store
+
+    samples = load_split(settings, split).samples
+    if labels is not None:
+        return labels_from_file(labels, fmt, samples, split)
+    return labels_from_store(open_store(settings), judge_id, samples, split)
+
+
+def set_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def fit_named(settings: Settings, labels: LabelSet, name: str, baseline: bool = True,
+              limit: int | None = None) -> ArtifactMeta:
+    set_threads(settings.distill_threads)
+    folder = artifact_dir(settings.data_dir, name)
+    return fit_distilled(labels, encoder_config(settings, limit), fit_options(settings, baseline), folder)
+
+
+def ensure_default_judge(settings: Settings) -> str:
+    """The judge spec of the default distilled judge (`distilled:<distill_name>`), fitted first from
+    `distill_labels_path` if its artifact is missing or of an older format."""
+    name = settings.distill_name
+    folder = artifact_dir(settings.data_dir, name)
+    if (folder / META_FILE).is_file():
+        try:
+            read_meta(folder)
+            return f"distilled:{name}"
+        except ModelError as exc:
+            log.warning("re-fitting the default distilled judge: %s", exc)
+    log.info("fitting the default distilled judge %s from %s", name, settings.distill_labels_path)
+    labels = load_labels(settings, settings.distill_labels_split, Path(settings.distill_labels_path),
+                         settings.distill_labels_format)
+    fit_named(settings, labels, name, baseline=False)
+    return f"distilled:{name}"

@@ -1,0 +1,65 @@
+"""The gateway app: `create_app(settings, ...) -> FastAPI`."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from empathy.db import make_engine
+from serve import errors
+from serve.api import admin, experiments_api, feedback, health, openai_api
+from serve.catalog import Catalog, load_catalog
+from serve.engine import EngineSupervisor
+from serve.lifecycle import engine_spec, lifespan_for
+from serve.metrics import GatewayMetrics
+from serve.middleware import RequestIdMiddleware
+from serve.routing import StickyCache
+from serve.state import Gateway, RouterLike
+from serve.store import Store
+
+log = logging.getLogger("empathy.serve")
+
+
+def create_app(settings: Any, *, catalog: Catalog | None = None, supervisor: EngineSupervisor | None = None,
+               router: RouterLike | None = None, mount_ui: bool | None = None) -> FastAPI:
+    """The gateway over `settings.upstreams`, or over `supervisor`'s engine, or (neither given) over a vLLM
+    child it starts itself from `settings`. `catalog` and `router` default to what `<data_dir>` holds."""
+    catalog = catalog or load_catalog(Path(settings.data_dir))
+    owns = False
+    if not settings.upstreams and supervisor is None:
+        supervisor, owns = EngineSupervisor(engine_spec(settings, catalog),
+                                            Path(settings.data_dir) / "logs" / "vllm.log",
+                                            start_timeout=settings.vllm_start_timeout), True
+        (Path(settings.data_dir) / "logs").mkdir(parents=True, exist_ok=True)
+    gw = Gateway(settings=settings, catalog=catalog,
+                 store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
+                 sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router)
+    app = FastAPI(title="empathy-router gateway", version="0.1.0", lifespan=lifespan_for(gw, owns),
+                  docs_url="/docs", redoc_url=None)
+    app.state.gateway = gw
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (openai_api, feedback, experiments_api, health, admin):
+        app.include_router(module.router)
+    app.include_router(experiments_api.admin)
+    if settings.ui_enabled if mount_ui is None else mount_ui:
+        app = _mount_ui(app, settings)
+    return app
+
+
+def _mount_ui(app: FastAPI, settings: Any) -> FastAPI:
+    if importlib.util.find_spec("ui.app") is None:
+        log.info("ui/app.py not found: serving the API only")
+        return app
+    import gradio as gr
+
+    from ui.app import build_ui
+
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else settings.host
+    key = settings.api_keys[0] if settings.api_keys else "EMPTY"
+    blocks = build_ui(f"http://{host}:{settings.port}/v1", key)
+    return gr.mount_gradio_app(app, blocks, path="/")

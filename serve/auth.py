@@ -1,0 +1,40 @@
+"""Bearer keys: API keys for /v1 (when configured) and the admin key for admin endpoints."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from serve.errors import APIError
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _matches(token: str | None, keys: list[str]) -> bool:
+    return token is not None and any(hmac.compare_digest(token, key) for key in keys)
+
+
+async def require_api_key(request: Request) -> None:
+    settings = request.app.state.gateway.settings
+    keys = [*settings.api_keys, *([settings.admin_key] if settings.admin_key else [])]
+    if settings.api_keys and not _matches(bearer(request), keys):
+        raise APIError(401, "invalid or missing API key: send `Authorization: Bearer <key>` with a key "
+                       "from EMPATHY_API_KEYS.", code="invalid_api_key")
+
+
+async def require_admin(request: Request) -> None:
+    admin_key = request.app.state.gateway.settings.admin_key
+    if not admin_key:
+        raise APIError(403, "admin endpoints are disabled: set EMPATHY_ADMIN_KEY to enable them.",
+                       code="admin_disabled")
+    token = bearer(request)
+    if token is None:
+        raise APIError(401, "this endpoint needs the admin key: `Authorization: Bearer <EMPATHY_ADMIN_KEY>`.",
+                       code="invalid_api_key")
+    if not _matches(token, [admin_key]):
+        raise APIError(403, "this endpoint needs the admin key; the key sent is not it.", code="not_admin")

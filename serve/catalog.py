@@ -1,0 +1,86 @@
+"""What the engine serves: base model, experts and blends, read from `<data_dir>` (pure after loading)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from empathy.errors import ModelError
+
+BASE_NAME = "base"
+ROUTED_NAME = "empathy"
+EXPERT_PREFIX = "empathy-"
+EXPERT_WEIGHT = {"sensibility": 1.0, "rationality": 0.0}  # where an expert sits on the blend axis
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Served adapter names. `blends` maps a grid weight to the vLLM adapter serving it."""
+
+    experts: dict[str, str] = field(default_factory=dict)  # "sensibility" -> "empathy-sensibility"
+    blends: dict[float, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)  # adapter name -> folder (for the engine)
+    rank: int = 16
+
+    @property
+    def grid(self) -> list[float]:
+        return sorted(self.blends)
+
+    def gateway_models(self) -> list[str]:
+        return [ROUTED_NAME, *(f"{EXPERT_PREFIX}{e}" for e in sorted(self.experts)), BASE_NAME]
+
+    def adapter_for_model(self, model: str) -> str | None:
+        """The vLLM model name behind a fixed gateway model name (None: not a fixed model)."""
+        if model == BASE_NAME:
+            return BASE_NAME
+        expert = model.removeprefix(EXPERT_PREFIX)
+        if model.startswith(EXPERT_PREFIX) and expert in self.experts:
+            return self.experts[expert]
+        return None
+
+
+def _adapter_rank(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / "adapter_config.json").read_text()).get("r", 0))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder}/adapter_config.json is unreadable ({exc}); retrain it.") from exc
+
+
+def _load_experts(data_dir: Path) -> dict[str, Path]:
+    root = data_dir / "experts"
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
+
+
+def _load_blends(data_dir: Path) -> tuple[dict[float, str], dict[str, str], int]:
+    index = data_dir / "blends" / "index.json"
+    if not index.is_file():
+        return {}, {}, 0
+    try:
+        data = json.loads(index.read_text())
+        rows = data["blends"]
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"{index} is not a blends index ({exc}); run `empathy train blends`.") from exc
+    blends, paths = {}, {}
+    for row in rows:
+        path = Path(row["path"])
+        path = path if path.is_absolute() else (data_dir / path if (data_dir / path).exists()
+                                                else index.parent / path)
+        blends[round(float(row["weight"]), 6)] = row["name"]
+        paths[row["name"]] = str(path.resolve())
+    return blends, paths, int(data.get("rank", 0))
+
+
+def load_catalog(data_dir: Path) -> Catalog:
+    """Experts from `<data_dir>/experts/*`, blends from `blends/index.json`. Without blends, the experts
+    themselves are the grid's ends (0 = rationality, 1 = sensibility) when they exist."""
+    experts = _load_experts(data_dir)
+    blends, paths, rank = _load_blends(data_dir)
+    names = {name: f"{EXPERT_PREFIX}{name}" for name in experts}
+    paths.update({names[name]: str(folder.resolve()) for name, folder in experts.items()})
+    if not blends:
+        blends = {w: names[e] for e, w in EXPERT_WEIGHT.items() if e in names}
+    ranks = [rank, *(_adapter_rank(Path(p)) for p in paths.values())]
+    return Catalog(experts=names, blends=blends, paths=paths, rank=max([8, *ranks]))

@@ -1,0 +1,80 @@
+"""Start-up and shut-down of a gateway app: engines, HTTP client, router, experiments."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from serve.catalog import Catalog
+from serve.engine import EngineSpec, lora_rank_for
+from serve.metrics import EngineCollector
+from serve.state import Gateway, load_router
+from serve.upstreams import Upstream, UpstreamPool
+
+log = logging.getLogger("empathy.serve")
+
+
+def engine_spec(settings: Any, catalog: Catalog) -> EngineSpec:
+    """The vLLM child for these settings: base model plus every expert and blend as a LoRA module."""
+    from training.base_model import resolve_base_model
+
+    data_dir = Path(settings.data_dir)
+    return EngineSpec(
+        model=resolve_base_model(settings.base_model, data_dir), served_name="base",
+        port=settings.vllm_port, lora_modules=dict(catalog.paths),
+        max_lora_rank=lora_rank_for(catalog.rank), max_loras=max(1, min(len(catalog.paths), 8)),
+        max_model_len=settings.vllm_max_model_len, kvcache_gib=settings.vllm_kvcache_gib,
+        extra_args=tuple(settings.vllm_extra_args),
+    )
+
+
+def make_upstreams(gw: Gateway) -> list[Upstream]:
+    if gw.settings.upstreams:
+        return [Upstream(url.rstrip("/").removesuffix("/v1")) for url in gw.settings.upstreams]
+    sup = gw.supervisor
+    assert sup is not None
+    return [Upstream(sup.url, probe=lambda: (sup.ready, sup.state))]
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owns_supervisor and gw.supervisor is not None:
+            gw.supervisor.start()  # requests get 503 until the child is healthy
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+        async with httpx.AsyncClient(limits=limits) as client:
+            gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval)
+            restarts = (lambda: gw.supervisor.restarts) if gw.supervisor else (lambda: 0)
+            gw.metrics.watch_engines(EngineCollector(restarts, lambda: [
+                (u.url, u.healthy, u.outstanding) for u in gw.pool.upstreams] if gw.pool else []))
+            await gw.pool.check_all()
+            gw.pool.start()
+            await _load(gw)
+            try:
+                yield
+            finally:
+                await gw.pool.stop()
+                if owns_supervisor and gw.supervisor is not None:
+                    await asyncio.to_thread(gw.supervisor.stop)
+
+    return lifespan
+
+
+async def _load(gw: Gateway) -> None:
+    if gw.router is None:
+        gw.router = await asyncio.to_thread(load_router, Path(gw.settings.data_dir), gw.catalog)
+    await gw.refresh_experiments()
+    if gw.settings.experiments_file:
+        await gw.load_experiments_file(Path(gw.settings.experiments_file))
+    log.info("gateway ready: models %s, grid %s, router %s", gw.models(), gw.catalog.grid,
+             "loaded" if gw.router else "none (default blend)")

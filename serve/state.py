@@ -1,0 +1,78 @@
+"""Everything one gateway app holds (on `app.state.gateway`): built by `create_app`, no globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from empathy.errors import EmpathyError
+from serve.catalog import Catalog, load_catalog
+from serve.engine import EngineSupervisor
+from serve.experiments import Experiment, check_arms, load_experiments_file
+from serve.metrics import GatewayMetrics
+from serve.routing import StickyCache
+from serve.store import Store
+from serve.upstreams import UpstreamPool
+
+log = logging.getLogger("empathy.serve")
+
+
+class RouterLike(Protocol):
+    grid: list[float]
+
+    def predict(self, messages: list[dict[str, Any]]) -> list[float]: ...
+
+
+@dataclass
+class Gateway:
+    settings: Any
+    catalog: Catalog
+    store: Store
+    metrics: GatewayMetrics
+    sticky: StickyCache
+    pool: UpstreamPool | None = None
+    supervisor: EngineSupervisor | None = None
+    router: RouterLike | None = None
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+
+    def models(self) -> list[str]:
+        return [*self.catalog.gateway_models(), *(n for n, e in self.experiments.items() if e.active)]
+
+    async def refresh_experiments(self) -> None:
+        found = await asyncio.to_thread(self.store.experiments)
+        self.experiments = {e.name: e for e in found}
+
+    async def put_experiment(self, exp: Experiment) -> None:
+        check_arms(exp, self.catalog.gateway_models(), self.catalog.grid)
+        await asyncio.to_thread(self.store.save_experiment, exp)
+        await self.refresh_experiments()
+
+    async def load_experiments_file(self, path: Path) -> None:
+        for exp in load_experiments_file(path):
+            await self.put_experiment(exp)
+
+
+def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
+    """The trained router if `<data_dir>/router/` has one whose grid matches the served blends."""
+    folder = data_dir / "router"
+    if not (folder / "router.json").is_file():
+        log.info("no router artifact in %s: model `empathy` uses the default blend", folder)
+        return None
+    from serve.router import Router
+
+    try:
+        router = Router.load(folder)
+        router.check_blends(catalog.grid, data_dir / "blends" / "index.json")
+    except EmpathyError as exc:
+        log.warning("router not used: %s", exc)
+        return None
+    return router
+
+
+def reload_catalog(gateway: Gateway) -> Catalog:
+    gateway.catalog = load_catalog(Path(gateway.settings.data_dir))
+    gateway.sticky.clear()
+    return gateway.catalog

@@ -1,0 +1,150 @@
+"""The gateway's tables: completions, arm assignments, ratings, pairwise votes, experiments.
+
+Every function opens its own short transaction (callers run them in a thread: never across an await).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Engine, Float, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from serve.experiments import Experiment
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CompletionRow(Base):
+    __tablename__ = "serve_completions"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created: Mapped[float] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    adapter: Mapped[str] = mapped_column(String(256))
+    blend: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source: Mapped[str] = mapped_column(String(32))
+    experiment: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    arm: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AssignmentRow(Base):
+    __tablename__ = "serve_assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created: Mapped[float] = mapped_column(Float)
+    experiment: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256))
+    arm: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (Index("ix_serve_assignments_exp_subject", "experiment", "subject"),)
+
+
+class RatingRow(Base):
+    __tablename__ = "serve_ratings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created: Mapped[float] = mapped_column(Float)
+    completion_id: Mapped[str] = mapped_column(ForeignKey("serve_completions.id"), index=True)
+    value: Mapped[float] = mapped_column(Float)
+    scale: Mapped[str] = mapped_column(String(16))
+
+
+class PairwiseRow(Base):
+    __tablename__ = "serve_pairwise"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created: Mapped[float] = mapped_column(Float)
+    completion_a: Mapped[str] = mapped_column(ForeignKey("serve_completions.id"), index=True)
+    completion_b: Mapped[str] = mapped_column(ForeignKey("serve_completions.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+
+
+class ExperimentRow(Base):
+    __tablename__ = "serve_experiments"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+@dataclass(frozen=True)
+class Completion:
+    id: str
+    model: str
+    adapter: str
+    blend: float | None
+    source: str
+    experiment: str | None
+    arm: str | None
+    subject: str | None
+    latency_ms: float
+    ttft_ms: float | None
+    stream: bool
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        Base.metadata.create_all(engine)
+
+    def add_completion(self, c: Completion) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.merge(CompletionRow(created=time.time(), **c.__dict__))
+
+    def add_assignment(self, experiment: str, subject: str, arm: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.add(AssignmentRow(created=time.time(), experiment=experiment, subject=subject, arm=arm))
+
+    def missing_completions(self, ids: list[str]) -> list[str]:
+        with Session(self.engine) as s:
+            found = set(s.scalars(select(CompletionRow.id).where(CompletionRow.id.in_(ids))))
+        return [i for i in ids if i not in found]
+
+    def add_rating(self, completion_id: str, value: float, scale: str) -> int:
+        with Session(self.engine) as s, s.begin():
+            row = RatingRow(created=time.time(), completion_id=completion_id, value=value, scale=scale)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def add_pairwise(self, a: str, b: str, outcome: str) -> int:
+        with Session(self.engine) as s, s.begin():
+            row = PairwiseRow(created=time.time(), completion_a=a, completion_b=b, outcome=outcome)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def save_experiment(self, exp: Experiment) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.merge(ExperimentRow(name=exp.name, definition=exp.model_dump(), updated=time.time()))
+
+    def experiments(self) -> list[Experiment]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(ExperimentRow).order_by(ExperimentRow.name)).all()
+            return [Experiment.model_validate(r.definition) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with Session(self.engine) as s:
+            return {table.__tablename__: int(s.scalar(select(func.count()).select_from(table)) or 0)
+                    for table in (CompletionRow, AssignmentRow, RatingRow, PairwiseRow)}
+
+    def experiment_data(self, exp: Experiment) -> dict[str, Any]:
+        """Raw rows the results of one experiment are computed from."""
+        arm_models = {a.model: a.name for a in exp.arms}
+        with Session(self.engine) as s:
+            comps = s.scalars(select(CompletionRow).where(
+                (CompletionRow.experiment == exp.name) | CompletionRow.model.in_(list(arm_models)))).all()
+            arm_of = {c.id: (c.arm if c.experiment == exp.name else arm_models.get(c.model)) for c in comps}
+            ratings = s.execute(select(RatingRow.completion_id, RatingRow.value, RatingRow.scale)
+                                .where(RatingRow.completion_id.in_(list(arm_of)))).all()
+            votes = s.execute(select(PairwiseRow.completion_a, PairwiseRow.completion_b, PairwiseRow.outcome)
+                              .where(PairwiseRow.completion_a.in_(list(arm_of)))).all()
+            assigned = s.execute(select(AssignmentRow.arm, func.count(func.distinct(AssignmentRow.subject)))
+                                 .where(AssignmentRow.experiment == exp.name)
+                                 .group_by(AssignmentRow.arm)).all()
+            latency = [(arm_of[c.id], c.latency_ms, c.ttft_ms) for c in comps]
+        return {"arm_of": arm_of, "ratings": [tuple(r) for r in ratings], "votes": [tuple(v) for v in votes],
+                "assigned": dict(assigned), "latency": latency}

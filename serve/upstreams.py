@@ -1,0 +1,96 @@
+"""The vLLM engines behind the gateway: least-outstanding-requests balancing and health tracking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from serve.errors import unavailable
+
+log = logging.getLogger("empathy.serve")
+
+
+@dataclass
+class Upstream:
+    """One vLLM OpenAI server. `probe` overrides the HTTP health check (a supervised child is healthy
+    exactly when its supervisor says so, which also covers the time it is restarting)."""
+
+    url: str
+    healthy: bool = False
+    outstanding: int = 0
+    probe: Callable[[], tuple[bool, str]] | None = None  # -> (healthy, state)
+    state: str = "unknown"
+
+    def describe(self) -> dict[str, object]:
+        return {"url": self.url, "healthy": self.healthy, "outstanding": self.outstanding,
+                "state": self.state}
+
+
+def pick(upstreams: list[Upstream]) -> Upstream | None:
+    """The healthy upstream with the fewest requests in flight (first one on ties)."""
+    live = [u for u in upstreams if u.healthy]
+    return min(live, key=lambda u: u.outstanding) if live else None
+
+
+class UpstreamPool:
+    def __init__(self, upstreams: list[Upstream], client: httpx.AsyncClient, interval: float = 2.0) -> None:
+        self.upstreams = upstreams
+        self.client = client
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Upstream]:
+        for probed in (u for u in self.upstreams if u.probe is not None):
+            probed.healthy, probed.state = probed.probe()  # type: ignore[misc]  # cheap: a flag read
+        upstream = pick(self.upstreams)
+        if upstream is None:
+            states = ", ".join(f"{u.url} ({u.state})" for u in self.upstreams)
+            raise unavailable(f"no vLLM engine is ready: {states}; retry in a few seconds.")
+        upstream.outstanding += 1
+        try:
+            yield upstream
+        finally:
+            upstream.outstanding -= 1
+
+    def mark_down(self, upstream: Upstream, reason: str) -> None:
+        if upstream.healthy:
+            log.warning("upstream %s taken out: %s", upstream.url, reason)
+        upstream.healthy = False
+        upstream.state = "down"
+
+    async def check(self, upstream: Upstream) -> None:
+        if upstream.probe is not None:
+            ok, state = upstream.probe()
+        else:
+            try:
+                ok = (await self.client.get(f"{upstream.url}/health", timeout=2.0)).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            state = "ready" if ok else "down"
+        if ok and not upstream.healthy:
+            log.info("upstream %s is healthy", upstream.url)
+        upstream.healthy = ok
+        upstream.state = state
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(u) for u in self.upstreams))
+
+    async def _loop(self) -> None:
+        while True:
+            await self.check_all()
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,90 @@
+"""The gateway under test: the real app (in-process uvicorn on a free port) over the session's real vLLM
+server, which the session's `EngineSupervisor` owns (so the fault test can kill it and watch it return)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from openai import OpenAI
+
+from tests.conftest import free_port
+
+API_KEY = "test-key"
+ADMIN_KEY = "admin-key"
+
+
+@dataclass
+class Running:
+    url: str
+    app: FastAPI
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+    def client(self, key: str | None = API_KEY, **kwargs: Any) -> OpenAI:
+        return OpenAI(base_url=f"{self.url}/v1", api_key=key or "none", max_retries=0, **kwargs)
+
+
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread (lifespan included) until the block ends."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def make_settings(tmp: Path, data_dir: Path, **overrides: Any) -> Any:
+    from empathy.settings import get_settings
+
+    return get_settings(data_dir=str(data_dir), store_url=f"sqlite:///{tmp / 'gateway.db'}", ui_enabled=False,
+                        api_keys=[API_KEY], admin_key=ADMIN_KEY, health_interval=0.5, **overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_router(tiny_artifacts: Path) -> Any:
+    """A real `serve.router.Router` (real MiniLM encoder) with fixed random weights over the served grid:
+    the gateway runs it exactly as it runs a trained one."""
+    from serve.catalog import load_catalog
+    from serve.router import EMBED_DIM, EXTRA_FEATURES, Router, RouterWeights
+
+    grid = load_catalog(tiny_artifacts).grid
+    dim = EMBED_DIM + len(EXTRA_FEATURES)
+    rng = np.random.default_rng(0)
+    weights = RouterWeights(mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
+                            W=rng.normal(0, 1, (dim, len(grid))).astype(np.float32),
+                            b=np.zeros(len(grid), np.float32))
+    return Router(grid, weights, {"format_version": 1, "grid": grid})
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path, engine_supervisor: Any,
+            tiny_router: Any) -> Iterator[Running]:
+    from serve.app import create_app
+
+    settings = make_settings(tmp_path_factory.mktemp("gateway"), tiny_artifacts)
+    app = create_app(settings, supervisor=engine_supervisor, router=tiny_router)
+    with serve_app(app) as url:
+        yield Running(url, app)

@@ -1,0 +1,75 @@
+"""Router training and evaluation against the session's real vLLM server and the tiny real artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from empathy.errors import ConfigError
+from empathy.settings import Settings, get_settings
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path) -> Path:
+    """A data_dir of our own (router/ and eval/ are written here) that links to the shared tiny artifacts."""
+    folder = tmp_path_factory.mktemp("router-data")
+    for name in ("subsets", "experts", "blends"):
+        (folder / name).symlink_to(tiny_artifacts / name, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def settings(data_dir: Path, tiny_model_dir: Path, corpus_dir: Path) -> Settings:
+    return get_settings(data_dir=data_dir, base_model=str(tiny_model_dir), corpus_path=corpus_dir,
+                        router_holdout=0.3)
+
+
+@pytest.mark.slow
+def test_train_router_then_route(settings: Settings, vllm_server: str) -> None:
+    from serve.router import Router
+    from training.router.grid import read_blend_grid
+    from training.router.train import router_dir, train_router
+
+    adapters, _ = read_blend_grid(settings.data_dir)
+    meta = train_router(settings, adapters, "valid", limit=30, url=vllm_server)
+    held = meta["metrics"]["heldout"]
+    assert set(held["fixed"]) == {"0", "0.25", "0.5", "0.75", "1"}
+    assert held["oracle"] <= min(held["fixed"].values())
+    assert held["oracle"] <= held["router_argmax"]
+    router = Router.load(router_dir(settings.data_dir))
+    router.check_blends([a.weight for a in adapters])
+    probs = router.predict([{"role": "user", "content": "I just lost my job and I'm scared."}])
+    assert len(probs) == 5 and sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert router.choose([{"role": "user", "content": "hello"}]) in router.grid
+
+
+@pytest.mark.slow
+def test_eval_cli_writes_run_and_table(settings: Settings, vllm_server: str, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from training import eval_cli
+
+    monkeypatch.setenv("EMPATHY_CORPUS_PATH", str(settings.corpus_path))
+    monkeypatch.setenv("EMPATHY_EVAL_MAX_TOKENS", "16")
+    args = ["--data-dir", str(settings.data_dir), "--split", "test", "--limit", "5", "--url", vllm_server]
+    assert eval_cli.main([*args, "--model", "sensibility,blend:0.5"]) == 0
+    run = json.loads((settings.data_dir / "eval" / "sensibility-test-n5.json").read_text())
+    assert run["n"] == 5 and len(run["outputs"]) == 5
+    assert run["served"] == {"empathy-sensibility": 5}
+    assert 0.0 <= run["metrics"]["bleu1"] <= 1.0 and run["metrics"]["avg_len"] > 0
+    capsys.readouterr()
+    assert eval_cli.main(["table", "--data-dir", str(settings.data_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "| sensibility | test | 5 |" in table and "| blend:0.5 | test | 5 |" in table
+    assert "BLEU-1" in table and "Dist-2" in table
+
+
+def test_eval_rejects_unknown_models(settings: Settings) -> None:
+    from training.evaluation.generate import parse_model
+
+    with pytest.raises(ConfigError, match="not one of"):
+        parse_model("gpt", settings.data_dir)
+    with pytest.raises(ConfigError, match=r"no blend with weight 0\.3"):
+        parse_model("blend:0.3", settings.data_dir)
+    assert parse_model("blend:0.25", settings.data_dir).served.startswith("blend-0.25-")

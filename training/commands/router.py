@@ -1,0 +1,58 @@
+"""`empathy train router`: learn which blend of the grid explains a conversation's gold reply best.
+
+Targets: softmax over the grid of minus the gold reply's mean token NLL under each blend (scored through
+vLLM's prompt_logprobs, or transformers+PEFT). Features: the context's all-MiniLM-L6-v2 embedding plus cheap
+statistics. Writes `<data_dir>/router/` (router.json with held-out metrics, router.npz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="empathy train router", description=__doc__)
+    parser.add_argument("--data-dir", help="artifact folder (EMPATHY_DATA_DIR)")
+    parser.add_argument("--split", choices=["train", "valid"], default="train",
+                        help="corpus split the targets are computed on (samples in the subsets are skipped)")
+    parser.add_argument("--limit", type=int, help="score only N samples (EMPATHY_ROUTER_LIMIT)")
+    parser.add_argument("--backend", choices=["vllm", "transformers"], default="vllm",
+                        help="NLL scoring: vLLM prompt_logprobs (fast) or transformers+PEFT")
+    parser.add_argument("--url", help="a running vLLM server serving the blends (default: start one)")
+    parser.add_argument("--temperature", type=float,
+                        help="target softmax temperature (EMPATHY_ROUTER_TEMPERATURE)")
+    parser.add_argument("--experts-only", action="store_true",
+                        help="grid {0, 1} from the two experts, without blends (smoke runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from empathy.logs import setup_logging
+    from empathy.settings import get_settings
+    from training.router.grid import expert_grid, read_blend_grid
+    from training.router.train import router_dir, train_router
+
+    settings = get_settings(data_dir=args.data_dir, router_temperature=args.temperature)
+    setup_logging(settings.log_level)
+    adapters = expert_grid(settings.data_dir) if args.experts_only else read_blend_grid(settings.data_dir)[0]
+    meta = train_router(settings, adapters, args.split, args.limit or settings.router_limit,
+                        backend=args.backend, url=args.url)
+    print(format_metrics(meta["metrics"]["heldout"]))
+    print(f"router saved in {router_dir(settings.data_dir)}")
+    return 0
+
+
+def format_metrics(metrics: dict[str, object]) -> str:
+    """Held-out mean NLL per reply token: each fixed blend, the router and the oracle, as a markdown table."""
+    fixed = metrics["fixed"]
+    assert isinstance(fixed, dict)
+    rows = [f"| blend {w} | {v:.4f} |" for w, v in fixed.items()]
+    rows += [f"| router (argmax) | {metrics['router_argmax']:.4f} |",
+             f"| router (expected weight) | {metrics['router_expected']:.4f} |",
+             f"| oracle per sample | {metrics['oracle']:.4f} |"]
+    head = [f"held-out samples: {metrics['n']}", "", "| choice | mean NLL |", "|---|---|"]
+    tail = ["", f"router choices: {json.dumps(metrics['choice_counts'])}",
+            f"oracle choices: {json.dumps(metrics['oracle_counts'])}"]
+    return "\n".join(head + rows + tail)

@@ -1,0 +1,46 @@
+"""A vLLM engine for a training-side job (router targets, evaluation): `--url`, or one started for the job."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from empathy.settings import Settings
+
+log = logging.getLogger("empathy.training.engine")
+
+# vLLM 0.32 crashes the engine (einsum shape error in the LoRA logits processor) when a request asks for
+# prompt_logprobs with a LoRA whose lm_head is wrapped. Our adapters target the attention and MLP
+# projections only, so restricting LoRA to those vLLM modules avoids the wrapped lm_head and changes nothing.
+LORA_TARGET_ARGS = ("--lora-target-modules", "qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+@contextlib.contextmanager
+def engine_url(settings: Settings, url: str | None, lora_modules: Mapping[str, str], max_lora_rank: int,
+               log_name: str = "vllm") -> Iterator[str]:
+    """Yield the OpenAI base URL (`.../v1`) of `url`, or of a vLLM child started for this job."""
+    if url:
+        yield url.rstrip("/") if url.rstrip("/").endswith("/v1") else f"{url.rstrip('/')}/v1"
+        return
+    from serve.engine import EngineProcess, EngineSpec
+    from training.base_model import resolve_base_model
+
+    spec = EngineSpec(
+        model=resolve_base_model(settings.base_model, settings.data_dir), served_name="base",
+        port=settings.vllm_port, lora_modules=dict(lora_modules), max_lora_rank=max_lora_rank,
+        max_loras=max(1, min(len(lora_modules), 8)), max_model_len=settings.vllm_max_model_len,
+        kvcache_gib=settings.vllm_kvcache_gib, dtype="float32",
+        extra_args=[*LORA_TARGET_ARGS, *settings.vllm_extra_args],
+    )
+    log_file = Path(settings.data_dir) / "logs" / f"{log_name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = EngineProcess(spec, log_file=log_file)
+    log.info("starting a vLLM engine for this job (log: %s); pass --url to use a running one", log_file)
+    engine.start()
+    try:
+        engine.wait_healthy(timeout=600)
+        yield f"{engine.url}/v1"
+    finally:
+        engine.stop()

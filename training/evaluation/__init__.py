@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics (pure) and generation through vLLM."""

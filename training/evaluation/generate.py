@@ -1,0 +1,85 @@
+"""Replies for an evaluation run: the served model of each sample, and greedy generation through vLLM."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from empathy.errors import ConfigError, ModelError
+from training.router.grid import EXPERT_NAMES, blends_index_path
+
+MODEL_CHOICES = ("base", "full", "sensibility", "rationality", "routed", "blend:<weight>")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `--model` asks for: a fixed served model, or the router (`routed`)."""
+
+    label: str
+    served: str | None  # None: routed per sample
+
+
+def blend_names(data_dir: Path) -> dict[float, str]:
+    path = blends_index_path(data_dir)
+    if not path.is_file():
+        raise ModelError(f"no blends index at {path}; run `empathy train blends` first.")
+    index = json.loads(path.read_text())
+    return {round(float(b["weight"]), 6): str(b["name"]) for b in index["blends"]}
+
+
+def parse_model(spec: str, data_dir: Path) -> ModelSpec:
+    """`base|full|sensibility|rationality|routed|blend:<w>` -> the served model name (or routing)."""
+    if spec == "base":
+        return ModelSpec("base", "base")
+    if spec in EXPERT_NAMES:
+        return ModelSpec(spec, EXPERT_NAMES[spec])
+    if spec == "routed":
+        return ModelSpec("routed", None)
+    if spec.startswith("blend:"):
+        try:
+            weight = round(float(spec.partition(":")[2]), 6)
+        except ValueError as exc:
+            raise ConfigError(f"--model {spec!r}: the blend weight must be a number, e.g. blend:0.5."
+                              ) from exc
+        names = blend_names(data_dir)
+        if weight not in names:
+            raise ConfigError(f"--model {spec!r}: no blend with weight {weight:g}; the grid in "
+                              f"{blends_index_path(data_dir)} has {sorted(names)}.")
+        return ModelSpec(f"blend:{weight:g}", names[weight])
+    raise ConfigError(f"--model {spec!r} is not one of {', '.join(MODEL_CHOICES)}.")
+
+
+def routed_models(data_dir: Path, contexts: Sequence[Sequence[dict[str, str]]]
+                  ) -> tuple[list[str], list[float]]:
+    """The router's blend (served name and weight) for each context."""
+    import numpy as np
+
+    from serve.router import Router
+
+    router = Router.load(data_dir / "router")
+    names = blend_names(data_dir)
+    router.check_blends(list(names), blends_index_path(data_dir))
+    probs = router.predict_many(contexts)
+    weights = [router.grid[int(i)] for i in np.argmax(probs, axis=1)]
+    return [names[round(w, 6)] for w in weights], weights
+
+
+def generate_one(client: Any, model: str, messages: Sequence[dict[str, str]], max_tokens: int) -> str:
+    response = client.chat.completions.create(model=model, messages=list(messages), temperature=0.0,
+                                              max_tokens=max_tokens)
+    return (response.choices[0].message.content or "").strip()
+
+
+def generate(client: Any, models: Sequence[str], contexts: Sequence[Sequence[dict[str, str]]],
+             max_tokens: int, concurrency: int) -> list[str]:
+    """Greedy replies, one per context, each from its own served model (vLLM batches them across LoRAs)."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [pool.submit(generate_one, client, m, c, max_tokens)
+                   for m, c in zip(models, contexts, strict=True)]
+        return [f.result() for f in tqdm(futures, desc="generate", unit="reply")]

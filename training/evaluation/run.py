@@ -1,0 +1,179 @@
+"""One evaluation run (generate -> metrics -> judge -> `<data_dir>/eval/<run>.json`) and the table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from empathy.errors import DataError
+from empathy.settings import Settings
+from selection.sample import Sample, make_sample
+from training.evaluation.metrics import all_metrics
+
+log = logging.getLogger("empathy.eval")
+
+COLUMNS = [("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"), ("bleu4", "BLEU-4"),
+           ("rouge1", "R-1"), ("rouge2", "R-2"), ("rougeL", "R-L"), ("dist1", "Dist-1"), ("dist2", "Dist-2"),
+           ("f1", "F1"), ("avg_len", "Len"), ("judge_s", "S"), ("judge_r", "R")]
+
+
+def eval_dir(data_dir: Path) -> Path:
+    return data_dir / "eval"
+
+
+def run_name(label: str, split: str, n: int) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-{split}-n{n}")
+
+
+def eval_samples(settings: Settings, split: str, limit: int | None) -> list[Sample]:
+    """The first `limit` samples of the split in corpus order (the same samples for every model)."""
+    from selection.corpus import load_corpus
+
+    samples = load_corpus(settings, split).samples
+    if not samples:
+        raise DataError(f"split {split!r} of {settings.corpus_path} has no samples to evaluate.")
+    return samples[:limit] if limit else samples
+
+
+def judge_means(spec: str, settings: Settings, samples: Sequence[Sample], replies: Sequence[str]
+                ) -> dict[str, float | int]:
+    """Mean S and R of the generated replies under the judge `spec` (failed verdicts are left out)."""
+    from selection.judges import make_judge
+
+    judged = [make_sample(split=s.split, conv_id=s.conv_id, turn=s.turn, context=s.context, response=r,
+                          emotion=s.emotion, situation=s.situation)
+              for s, r in zip(samples, replies, strict=True)]
+    judge = make_judge(spec, settings)
+
+    async def score_all() -> list[Any]:
+        size = max(1, judge.batch_size)
+        try:
+            batches = [judged[i:i + size] for i in range(0, len(judged), size)]
+            return [score for batch in batches for score in await judge.score(batch)]
+        finally:
+            await judge.aclose()
+
+    scores = [s for s in asyncio.run(score_all()) if s.ok]
+    if not scores:
+        return {"judge_n": 0}
+    return {"judge_s": sum(s.sensibility for s in scores) / len(scores),
+            "judge_r": sum(s.rationality for s in scores) / len(scores), "judge_n": len(scores)}
+
+
+def write_run(data_dir: Path, name: str, body: dict[str, Any]) -> Path:
+    folder = eval_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=1, ensure_ascii=False))
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class Planned:
+    """One model's run before generation: who answers each sample."""
+
+    label: str
+    served: list[str]
+    weights: list[float]
+
+
+def plan_run(settings: Settings, model: str, contexts: Sequence[Sequence[dict[str, str]]]) -> Planned:
+    from training.evaluation.generate import parse_model, routed_models
+
+    spec = parse_model(model, settings.data_dir)
+    if spec.served is None:
+        served, weights = routed_models(settings.data_dir, contexts)
+        return Planned(spec.label, served, weights)
+    return Planned(spec.label, [spec.served] * len(contexts), [])
+
+
+def run_evals(settings: Settings, models: Sequence[str], split: str, limit: int | None, url: str | None,
+              judge: str | None = None) -> list[Path]:
+    """Evaluate several models on the same samples with ONE engine (their requests are batched together);
+    writes one JSON per model and returns the paths."""
+    from openai import OpenAI
+
+    from training.engine import engine_url
+    from training.evaluation.generate import generate
+
+    samples = eval_samples(settings, split, limit)
+    contexts = [[{"role": m.role, "content": m.content} for m in s.context] for s in samples]
+    plans = [plan_run(settings, model, contexts) for model in models]  # bad --model fails before any work
+    modules, rank = engine_modules(settings.data_dir, {name for p in plans for name in p.served})
+    with engine_url(settings, url, modules, rank, "vllm-eval") as base_url, \
+            ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=600)
+
+        def timed(plan: Planned) -> tuple[list[str], float]:
+            started = time.monotonic()
+            replies = generate(client, plan.served, contexts, settings.eval_max_tokens,
+                               settings.eval_concurrency)
+            return replies, time.monotonic() - started
+
+        results = list(pool.map(timed, plans))
+    return [finish_run(settings, plan, samples, replies, seconds, split, judge)
+            for plan, (replies, seconds) in zip(plans, results, strict=True)]
+
+
+def finish_run(settings: Settings, plan: Planned, samples: Sequence[Sample], replies: Sequence[str],
+               seconds: float, split: str, judge: str | None) -> Path:
+    metrics: dict[str, Any] = all_metrics(replies, [s.response for s in samples])
+    if judge:
+        metrics.update(judge_means(judge, settings, samples, replies))
+    body = {"model": plan.label, "split": split, "n": len(samples), "metrics": metrics,
+            "generation_seconds": round(seconds, 1), "max_tokens": settings.eval_max_tokens, "judge": judge,
+            "served": dict(Counter(plan.served)), "weights": dict(Counter(f"{w:g}" for w in plan.weights)),
+            "outputs": [{"id": s.id, "reply": r, "reference": s.response, "model": m}
+                        for s, r, m in zip(samples, replies, plan.served, strict=True)]}
+    return write_run(settings.data_dir, run_name(plan.label, split, len(samples)), body)
+
+
+def engine_modules(data_dir: Path, served: set[str]) -> tuple[dict[str, str], int]:
+    """LoRA folders for an engine started by `empathy eval`: the requested names among experts and blends."""
+    from training.router.grid import EXPERT_NAMES, blends_index_path
+
+    modules = {name: str((data_dir / "experts" / subset).resolve()) for subset, name in EXPERT_NAMES.items()}
+    rank = 16
+    index_file = blends_index_path(data_dir)
+    if index_file.is_file():
+        index = json.loads(index_file.read_text())
+        modules.update({b["name"]: str(Path(b["path"]).resolve()) for b in index["blends"]})
+        rank = int(index.get("rank", rank))
+    return {name: path for name, path in modules.items() if name in served}, rank
+
+
+def load_runs(data_dir: Path) -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted(eval_dir(data_dir).glob("*.json")):
+        try:
+            runs.append({**json.loads(path.read_text()), "file": path.name})
+        except json.JSONDecodeError:
+            log.warning("skipping %s: not valid JSON", path)
+    return runs
+
+
+def render_table(runs: Sequence[dict[str, Any]]) -> str:
+    """All runs side by side, like the paper's table (metrics x100 except Len, S and R)."""
+    header = ["Model", "Split", "N", *[title for _, title in COLUMNS], "Gen s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        m = run.get("metrics", {})
+        cells = [str(run.get("model")), str(run.get("split")), str(run.get("n"))]
+        for key, _ in COLUMNS:
+            value = m.get(key)
+            scale = 1.0 if key in {"avg_len", "judge_s", "judge_r"} else 100.0
+            cells.append("-" if value is None else f"{value * scale:.2f}")
+        cells.append(str(run.get("generation_seconds", "-")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

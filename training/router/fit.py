@@ -1,0 +1,90 @@
+"""Pure maths of the router: soft targets, hold-out by conversation, softmax regression, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from serve.router import RouterWeights, softmax
+
+
+def soft_targets(nll: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of -NLL / T over the grid: the blend that explains the gold reply best wins."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return softmax(-np.asarray(nll, dtype=np.float64) / temperature)
+
+
+def holdout_mask(conv_ids: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
+    """True for held-out samples; whole conversations go to one side (their turns share context)."""
+    def rank(conv: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{conv}".encode()).hexdigest()
+        return int(digest[:12], 16) / 16**12
+
+    return np.array([rank(c) < fraction for c in conv_ids], dtype=bool)
+
+
+def _loss_and_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    n, d = x.shape
+    k = y.shape[1]
+    w, b = params[:d * k].reshape(d, k), params[d * k:]
+    p = softmax(x @ w + b)
+    loss = -float(np.sum(y * np.log(np.clip(p, 1e-12, None)))) / n + 0.5 * l2 * float(np.sum(w * w))
+    diff = (p - y) / n
+    grad = np.concatenate([(x.T @ diff + l2 * w).ravel(), diff.sum(0)])
+    return loss, grad
+
+
+def fit_softmax_regression(features: np.ndarray, targets: np.ndarray, l2: float = 1e-2,
+                           max_iter: int = 500) -> RouterWeights:
+    """Multinomial logistic regression trained on soft targets (cross-entropy), L2 on the weights.
+
+    Features are standardised first (mean/std stored with the weights), so one l2 fits all feature scales.
+    """
+    from scipy.optimize import minimize
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"need matching non-empty 2-D features and targets, got {x.shape} and {y.shape}")
+    mean, std = x.mean(0), x.std(0)
+    std = np.where(std < 1e-8, 1.0, std)
+    z = (x - mean) / std
+    d, k = z.shape[1], y.shape[1]
+    # Start from the best constant model: bias = log of the mean target distribution.
+    init = np.concatenate([np.zeros(d * k), np.log(np.clip(y.mean(0), 1e-12, None))])
+    result = minimize(_loss_and_grad, init, args=(z, y, l2), jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter})
+    w, b = result.x[:d * k].reshape(d, k), result.x[d * k:]
+    return RouterWeights(mean=mean.astype(np.float32), std=std.astype(np.float32),
+                         W=w.astype(np.float32), b=b.astype(np.float32))
+
+
+def nearest_index(grid: Sequence[float], weights: np.ndarray) -> np.ndarray:
+    g = np.asarray(grid, dtype=np.float64)
+    return np.abs(np.asarray(weights)[:, None] - g[None, :]).argmin(1)
+
+
+def routing_metrics(probs: np.ndarray, nll: np.ndarray, grid: Sequence[float]) -> dict[str, object]:
+    """Mean NLL (per reply token, averaged over samples) of each fixed blend, the router and the oracle.
+
+    `router_argmax` uses the most probable blend; `router_expected` the blend nearest to the expected
+    weight sum(p * a) (only grid blends exist to serve it).
+    """
+    rows = np.arange(len(nll))
+    argmax = probs.argmax(1)
+    expected = nearest_index(grid, probs @ np.asarray(grid, dtype=np.float64))
+    fixed = {f"{w:g}": float(nll[:, i].mean()) for i, w in enumerate(grid)}
+    best_fixed = min(fixed, key=fixed.__getitem__)
+    return {
+        "n": len(nll),
+        "fixed": fixed,
+        "best_fixed": best_fixed,
+        "router_argmax": float(nll[rows, argmax].mean()),
+        "router_expected": float(nll[rows, expected].mean()),
+        "oracle": float(nll.min(1).mean()),
+        "choice_counts": {f"{w:g}": int((argmax == i).sum()) for i, w in enumerate(grid)},
+        "oracle_counts": {f"{w:g}": int((nll.argmin(1) == i).sum()) for i, w in enumerate(grid)},
+    }

@@ -1,0 +1,146 @@
+"""`empathy train router` end to end: samples -> NLL per blend -> targets -> fit -> artifact + metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from empathy.errors import DataError
+from empathy.settings import Settings
+from selection.sample import Sample
+from serve.router import (
+    ARTIFACT_JSON,
+    ARTIFACT_NPZ,
+    ENCODER_NAME,
+    EXTRA_FEATURES,
+    FORMAT_VERSION,
+    ContextEncoder,
+    RouterWeights,
+    featurize,
+)
+from training.router.fit import fit_softmax_regression, holdout_mask, routing_metrics, soft_targets
+from training.router.grid import GridAdapter
+
+log = logging.getLogger("empathy.router")
+
+
+def router_dir(data_dir: Path) -> Path:
+    return data_dir / "router"
+
+
+def subset_ids(data_dir: Path) -> set[str]:
+    """Ids of every sample in the selected subsets: the router must not learn from the experts' own data."""
+    ids: set[str] = set()
+    for path in (data_dir / "subsets").glob("*.jsonl"):
+        with path.open(encoding="utf-8") as handle:
+            ids.update(json.loads(line).get("id", "") for line in handle if line.strip())
+    return ids
+
+
+def router_samples(settings: Settings, split: str, limit: int | None, seed: int = 0) -> list[Sample]:
+    """The first `limit` samples of a seeded shuffle of `split`, minus those in the experts' subsets."""
+    from selection.corpus import load_corpus
+
+    result = load_corpus(settings, split)
+    excluded = subset_ids(settings.data_dir)
+    samples = [s for s in result.samples if s.id not in excluded]
+    if not samples:
+        raise DataError(f"no {split!r} samples left for the router in {settings.corpus_path} "
+                        f"({len(result.samples)} loaded, {len(excluded)} excluded as expert training data); "
+                        "use --split with another split.")
+    random.Random(seed).shuffle(samples)
+    return samples[:limit] if limit else samples
+
+
+def score_nll(settings: Settings, samples: Sequence[Sample], adapters: Sequence[GridAdapter],
+              backend: str, url: str | None, batch_size: int = 8) -> np.ndarray:
+    """NLL matrix (n_samples, n_grid) of each gold reply under each grid adapter."""
+    from transformers import AutoTokenizer
+
+    from training.base_model import resolve_base_model
+    from training.router.nll import reply_span
+
+    base = resolve_base_model(settings.base_model, settings.data_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    items = [reply_span(tokenizer, s.messages(), max_tokens=settings.vllm_max_model_len - 1) for s in samples]
+    names = [a.name for a in adapters]
+    if backend == "transformers":
+        from training.router.nll import load_peft, torch_nll
+
+        model = load_peft(base, {a.name: a.path for a in adapters})
+        return np.array(torch_nll(model, names, items, pad_id=tokenizer.pad_token_id or 0,
+                                  batch_size=batch_size))
+    from openai import OpenAI
+
+    from training.engine import engine_url
+    from training.router.nll import vllm_nll
+
+    rank = _max_rank(adapters)
+    with engine_url(settings, url, {a.name: a.path for a in adapters}, rank, "vllm-router") as base_url:
+        client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=600)
+        return np.array(vllm_nll(client, names, items, batch_size=batch_size))
+
+
+def _max_rank(adapters: Sequence[GridAdapter]) -> int:
+    ranks = [16]
+    for adapter in adapters:
+        config = Path(adapter.path) / "adapter_config.json"
+        if config.is_file():
+            ranks.append(int(json.loads(config.read_text()).get("r", 16)))
+    return max(ranks)
+
+
+def fit_router(features: np.ndarray, nll: np.ndarray, conv_ids: Sequence[str], grid: Sequence[float],
+               temperature: float, holdout: float, l2: float) -> tuple[RouterWeights, dict[str, Any]]:
+    """Fit on the held-in conversations, report held-out metrics, then refit on everything for serving."""
+    targets = soft_targets(nll, temperature)
+    held = holdout_mask(conv_ids, holdout)
+    if held.all() or not held.any():
+        raise DataError(f"the hold-out split of {len(conv_ids)} samples is one-sided; use more samples "
+                        "(--limit) so both parts are non-empty.")
+    weights = fit_softmax_regression(features[~held], targets[~held], l2=l2)
+    metrics = {
+        "heldout": routing_metrics(weights.probs(features[held]), nll[held], grid),
+        "train": routing_metrics(weights.probs(features[~held]), nll[~held], grid),
+    }
+    return fit_softmax_regression(features, targets, l2=l2), metrics
+
+
+def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any],
+                  nll: np.ndarray, sample_ids: Sequence[str]) -> Path:
+    """router.json + router.npz (+ the NLL table, so the router can be refitted without scoring again)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / ARTIFACT_NPZ, mean=weights.mean, std=weights.std, W=weights.W, b=weights.b)
+    np.savez(folder / "targets.npz", nll=nll, sample_ids=np.array(list(sample_ids)))
+    body = {"format_version": FORMAT_VERSION, "grid": list(grid), "encoder": ENCODER_NAME,
+            "extra_features": list(EXTRA_FEATURES), **meta}
+    (folder / ARTIFACT_JSON).write_text(json.dumps(body, indent=2))
+    return folder
+
+
+def train_router(settings: Settings, adapters: Sequence[GridAdapter], split: str, limit: int | None,
+                 backend: str = "vllm", url: str | None = None, extra_meta: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    started = time.monotonic()
+    samples = router_samples(settings, split, limit)
+    log.info("router: %d %s samples x %d blends (%s)", len(samples), split, len(adapters), backend)
+    nll = score_nll(settings, samples, adapters, backend, url, batch_size=settings.router_nll_batch_size)
+    scored = time.monotonic()
+    features = featurize(ContextEncoder(), [s.messages() for s in samples])
+    grid = [a.weight for a in adapters]
+    weights, metrics = fit_router(features, nll, [s.conv_id for s in samples], grid,
+                                  settings.router_temperature, settings.router_holdout, settings.router_l2)
+    meta = {"adapters": [a.name for a in adapters], "split": split, "n_samples": len(samples),
+            "backend": backend, "temperature": settings.router_temperature, "l2": settings.router_l2,
+            "holdout": settings.router_holdout, "metrics": metrics,
+            "seconds": {"nll": round(scored - started, 1), "total": round(time.monotonic() - started, 1)},
+            **(extra_meta or {})}
+    save_artifact(router_dir(settings.data_dir), grid, weights, meta, nll, [s.id for s in samples])
+    return meta
