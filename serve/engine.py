@@ -36,6 +36,11 @@ class EngineSpec:
     lora_modules: Mapping[str, str] = field(default_factory=dict)  # served name -> adapter folder
     max_lora_rank: int = 16
     max_loras: int = 4
+    # vLLM 0.32 crashes the engine (einsum shape error in the LoRA logits processor) when a request asks
+    # for prompt_logprobs with a LoRA whose lm_head is wrapped; any client could trigger it through the
+    # gateway. Our adapters target the attention and MLP projections only, so restricting vLLM's LoRA
+    # layers to those avoids the wrapped lm_head and changes nothing else.
+    lora_target_modules: tuple[str, ...] = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
     max_model_len: int = 2048
     kvcache_gib: int = 2
     dtype: str = "auto"
@@ -61,6 +66,8 @@ class EngineSpec:
             cmd += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
                     "--max-loras", str(self.max_loras), "--lora-modules"]
             cmd += [f"{name}={path}" for name, path in self.lora_modules.items()]
+            if self.lora_target_modules:
+                cmd += ["--lora-target-modules", *self.lora_target_modules]
         return [*cmd, *self.extra_args]
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:

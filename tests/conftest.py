@@ -106,8 +106,6 @@ def engine_supervisor(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: 
         model=str(tiny_model_dir), served_name="base", port=free_port(),
         lora_modules={name: str(path) for name, path in tiny_adapters.items()},
         max_lora_rank=16, max_loras=4, max_model_len=1024, kvcache_gib=1, dtype="float32",
-        # Without it vLLM 0.32 crashes on prompt_logprobs with a LoRA (see training/engine.py).
-        extra_args=("--lora-target-modules", "qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
     )
     supervisor = EngineSupervisor(spec, log_file=tmp_path_factory.mktemp("vllm") / "vllm.log",
                                   min_backoff=0.5, echo_level=logging.DEBUG)

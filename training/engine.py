@@ -11,10 +11,6 @@ from empathy.settings import Settings
 
 log = logging.getLogger("empathy.training.engine")
 
-# vLLM 0.32 crashes the engine (einsum shape error in the LoRA logits processor) when a request asks for
-# prompt_logprobs with a LoRA whose lm_head is wrapped. Our adapters target the attention and MLP
-# projections only, so restricting LoRA to those vLLM modules avoids the wrapped lm_head and changes nothing.
-LORA_TARGET_ARGS = ("--lora-target-modules", "qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
 
 @contextlib.contextmanager
@@ -32,7 +28,7 @@ def engine_url(settings: Settings, url: str | None, lora_modules: Mapping[str, s
         port=settings.vllm_port, lora_modules=dict(lora_modules), max_lora_rank=max_lora_rank,
         max_loras=max(1, min(len(lora_modules), 8)), max_model_len=settings.vllm_max_model_len,
         kvcache_gib=settings.vllm_kvcache_gib, dtype="float32",
-        extra_args=[*LORA_TARGET_ARGS, *settings.vllm_extra_args],
+        extra_args=tuple(settings.vllm_extra_args),
     )
     log_file = Path(settings.data_dir) / "logs" / f"{log_name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from selection.commands.common import add_corpus_args, load_split, open_store, settings_from
+from selection.commands.common import add_corpus_args
 from selection.commands.split import add_rule_args
 
 
@@ -23,16 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from empathy.logs import setup_logging
-    from selection.commands.selected import selected_scores
+    from selection.commands.selected import selected_from_args
     from selection.report import build_report
 
     args = build_parser().parse_args(argv)
-    settings = settings_from(args, sensibility_threshold=args.sensibility_threshold,
-                             rationality_threshold=args.rationality_threshold)
-    setup_logging(settings.log_level)
-    samples = load_split(settings, args.split).samples
-    chosen = selected_scores(open_store(settings), args.judge, args.version, samples, settings, args.split)
+    settings, chosen = selected_from_args(args)
     out = args.out or settings.data_dir / "reports" / f"selection-{args.split}"
     report = build_report(chosen.items, chosen.meta, out)
     if args.json:

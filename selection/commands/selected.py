@@ -53,3 +53,16 @@ def selected_scores(store: ScoreStore, spec: str, version: str | None, samples: 
             "rule": "sensibility: S > ts and R < tr; rationality: R > tr; else discard; full: all scored",
             **summary(items, len(samples))}
     return Selected(items, meta)
+
+
+def selected_from_args(args: Any) -> tuple[Settings, Selected]:
+    """Settings and selected scores from the parsed flags that `split` and `report` share."""
+    from empathy.logs import setup_logging
+    from selection.commands.common import load_split, open_store, settings_from
+
+    settings = settings_from(args, sensibility_threshold=args.sensibility_threshold,
+                             rationality_threshold=args.rationality_threshold)
+    setup_logging(settings.log_level)
+    samples = load_split(settings, args.split).samples
+    return settings, selected_scores(open_store(settings), args.judge, args.version, samples, settings,
+                                     args.split)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from selection.commands.common import add_corpus_args, load_split, open_store, settings_from
+from selection.commands.common import add_corpus_args
 
 
 def add_rule_args(parser: argparse.ArgumentParser) -> None:
@@ -31,17 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from empathy.logs import setup_logging
-    from selection.commands.selected import selected_scores
-
-    args = build_parser().parse_args(argv)
-    settings = settings_from(args, sensibility_threshold=args.sensibility_threshold,
-                             rationality_threshold=args.rationality_threshold)
-    setup_logging(settings.log_level)
+    from selection.commands.selected import selected_from_args
     from selection.subsets import write_subsets
 
-    samples = load_split(settings, args.split).samples
-    chosen = selected_scores(open_store(settings), args.judge, args.version, samples, settings, args.split)
+    args = build_parser().parse_args(argv)
+    settings, chosen = selected_from_args(args)
     out = args.out or settings.data_dir / "subsets"
     manifest = write_subsets(out, chosen.items, chosen.meta)
     if args.json:
