@@ -55,11 +55,8 @@ def _mount_ui(app: FastAPI, settings: Any) -> FastAPI:
     if importlib.util.find_spec("ui.app") is None:
         log.info("ui/app.py not found: serving the API only")
         return app
-    import gradio as gr
-
-    from ui.app import build_ui
+    from ui.app import mount_ui
 
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::"} else settings.host
     key = settings.api_keys[0] if settings.api_keys else "EMPTY"
-    blocks = build_ui(f"http://{host}:{settings.port}/v1", key)
-    return gr.mount_gradio_app(app, blocks, path="/")
+    return mount_ui(app, f"http://{host}:{settings.port}/v1", key, max_tokens=settings.ui_max_tokens)

@@ -111,7 +111,7 @@ def engine_supervisor(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: 
                                   min_backoff=0.5, echo_level=logging.DEBUG)
     supervisor.start()
     try:
-        supervisor.wait_ready(timeout=420)
+        supervisor.wait_ready(timeout=900)
         yield supervisor
     finally:
         supervisor.stop()

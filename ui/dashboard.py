@@ -1,0 +1,168 @@
+"""Dashboard tab: per experiment and arm counts, ratings, win rates, Bradley-Terry, blend histogram, latency.
+
+Reads `/v1/experiments` and `/v1/experiments/{name}/results`; every field is optional, a missing one shows
+as an empty plot or a dash, never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gradio as gr
+from matplotlib.figure import Figure
+
+from ui.client import GatewayClient, GatewayError
+from ui.plots import histogram_plot, strengths_plot, win_matrix_plot
+
+TABLE_HEADERS = ["arm", "model", "traffic", "users", "completions", "👍 votes", "👍 share (95% CI)",
+                 "win rate (95% CI)", "latency p50 ms", "TTFT p50 ms"]
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if data.get(key) is not None:
+            return data[key]
+    return None
+
+
+def _num(value: Any, fmt: str = "{:.2f}") -> str:
+    return fmt.format(value) if isinstance(value, int | float) else "–"
+
+
+def _with_ci(stat: Any, key: str, fmt: str = "{:.0%}") -> str:
+    if not isinstance(stat, dict) or stat.get(key) is None:
+        return "–"
+    if stat.get("low") is None or stat.get("high") is None:
+        return _num(stat[key], fmt)
+    return f"{_num(stat[key], fmt)} ({_num(stat['low'], fmt)}–{_num(stat['high'], fmt)})"
+
+
+def _arms(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    arms = results.get("arms")
+    if isinstance(arms, dict):
+        return [{"name": k, **(v if isinstance(v, dict) else {})} for k, v in arms.items()]
+    return [a for a in arms or [] if isinstance(a, dict)]
+
+
+def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """One table row per arm from whatever per-arm fields the gateway reports."""
+    rows = []
+    for arm in _arms(results):
+        thumbs = _first(arm, "thumbs", "rating", "ratings") or {}
+        win = arm.get("win_rate") or {}
+        win = win if isinstance(win, dict) and win.get("games") else {}
+        rows.append([str(arm.get("name", "?")), str(arm.get("model", "–")), _num(arm.get("weight"), "{:g}"),
+                     str(_first(arm, "assigned_users", "users", "assigned") or 0),
+                     str(_first(arm, "completions", "count") or 0),
+                     str(thumbs.get("n", 0) if isinstance(thumbs, dict) else 0),
+                     _with_ci(thumbs, "mean"), _with_ci(win, "win_rate"),
+                     _num(_first(arm, "latency_ms_p50", "p50_ms"), "{:.0f}"),
+                     _num(_first(arm, "ttft_ms_p50", "ttft_p50_ms"), "{:.0f}")])
+    return rows
+
+
+def bt_ratings(results: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per-arm `bradley_terry` {rating, low, high}; only arms that took part in a vote."""
+    out = {}
+    for arm in _arms(results):
+        bt, win = arm.get("bradley_terry"), arm.get("win_rate") or {}
+        if isinstance(bt, dict) and bt.get("rating") is not None and (not isinstance(win, dict)
+                                                                     or win.get("games", 1)):
+            out[str(arm.get("name"))] = bt
+    return out
+
+
+def win_matrix(results: Mapping[str, Any]) -> tuple[list[str], list[list[float | None]]]:
+    """P(row beats column) from a `pairwise` list of {a, b, a_win_rate} rows (or a ready matrix)."""
+    ready = results.get("win_matrix")
+    if isinstance(ready, dict) and "players" in ready and "matrix" in ready:
+        return list(ready["players"]), ready["matrix"]
+    rows = [r for r in results.get("pairwise") or [] if isinstance(r, dict) and "a" in r and "b" in r]
+    players = sorted({str(r["a"]) for r in rows} | {str(r["b"]) for r in rows})
+    index = {p: i for i, p in enumerate(players)}
+    matrix: list[list[float | None]] = [[None] * len(players) for _ in players]
+    for r in rows:
+        rate = _first(r, "a_win_rate", "win_rate")
+        if isinstance(rate, int | float):
+            matrix[index[str(r["a"])]][index[str(r["b"])]] = float(rate)
+            matrix[index[str(r["b"])]][index[str(r["a"])]] = 1.0 - float(rate)
+    return players, matrix
+
+
+def blend_counts(metrics: str) -> dict[str, float]:
+    """Router weight histogram from the gateway's Prometheus `empathy_router_weight` buckets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cumulative: dict[float, float] = {}
+    try:
+        for family in text_string_to_metric_families(metrics):
+            for sample in family.samples:
+                if sample.name == "empathy_router_weight_bucket" and sample.labels.get("le") != "+Inf":
+                    le = float(sample.labels["le"])
+                    cumulative[le] = cumulative.get(le, 0.0) + float(sample.value)
+    except ValueError:
+        return {}
+    counts, previous = {}, 0.0
+    for le in sorted(cumulative):
+        counts[f"{le:g}"] = cumulative[le] - previous
+        previous = cumulative[le]
+    return counts if any(counts.values()) else {}
+
+
+def summary(name: str, results: Mapping[str, Any]) -> str:
+    votes = results.get("votes")
+    votes = len(votes) if isinstance(votes, list) else votes
+    state = "active" if results.get("active", True) else "inactive"
+    arms = ", ".join(f"`{a.get('name')}`" for a in _arms(results)) or "–"
+    return f"### {name} ({state})\nArms: {arms} · pairwise votes: **{votes if votes is not None else 0}**"
+
+
+def experiment_names(client: GatewayClient) -> list[str]:
+    try:
+        return [str(e.get("name")) for e in client.experiments()]
+    except GatewayError:
+        return []
+
+
+def render(client: GatewayClient, name: str | None) -> tuple[str, list[list[str]], Figure, Figure, Figure]:
+    if not name:
+        message = ("No experiment is defined yet. Add one to the gateway's experiments file; the arena "
+                   "still compares random pairs of models meanwhile.")
+        results: dict[str, Any] = {}
+    else:
+        try:
+            results = client.results(name)
+            message = summary(name, results)
+        except GatewayError as exc:
+            results, message = {}, f"⚠️ {exc}"
+    players, matrix = win_matrix(results)
+    return (message, arm_rows(results), strengths_plot(bt_ratings(results)), win_matrix_plot(players, matrix),
+            histogram_plot(blend_counts(client.metrics_text()), "Router blend weights (all routed requests)",
+                           "share of sensibility (bucket upper edge)"))
+
+
+def build_dashboard_tab(client: GatewayClient) -> tuple[Callable[[str | None], tuple[Any, ...]],
+                                                        list[Any], gr.Dropdown]:
+    """Render the tab; return its reload function, that function's outputs and its input (for tab select)."""
+    with gr.Row(equal_height=True):
+        choice = gr.Dropdown([], label="Experiment", elem_id="dash-experiment", scale=3,
+                             allow_custom_value=True)
+        refresh = gr.Button("↻ Refresh", elem_id="dash-refresh", scale=1, variant="primary")
+    message = gr.Markdown("", elem_id="dash-summary")
+    table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, elem_id="dash-table",
+                         label="Arms")
+    with gr.Row():
+        bt_plot = gr.Plot(label="Bradley-Terry", elem_id="dash-bt")
+        matrix_plot = gr.Plot(label="Win rates", elem_id="dash-matrix")
+    hist_plot = gr.Plot(label="Router weights", elem_id="dash-hist")
+    outputs = [message, table, bt_plot, matrix_plot, hist_plot]
+
+    def reload(name: str | None) -> tuple[Any, ...]:
+        names = experiment_names(client)
+        name = name if name in names else (names[0] if names else None)
+        return (gr.update(choices=names, value=name), *render(client, name))
+
+    refresh.click(reload, [choice], [choice, *outputs], api_visibility="private")
+    choice.input(lambda n: render(client, n), [choice], outputs, api_visibility="private")
+    return reload, [choice, *outputs], choice
