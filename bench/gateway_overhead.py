@@ -4,8 +4,9 @@
 
 Without --upstream the gateway (`empathy serve`, its own process, as in production) starts and supervises
 one vLLM child on the base model, and the load goes to that child directly and through the gateway; at the
-end the gateway gets SIGTERM and the script checks the child is gone. Prints throughput and
-p50/p95 time to first token for both paths at each concurrency, and the ratios.
+end the gateway gets SIGTERM and the script checks the child is gone. Prints throughput and p50/p95 time
+to first token for both paths at each concurrency (median over --rounds runs of each path, in ABBA
+order), and the ratios.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def stop_gateway(gateway: subprocess.Popen[bytes], child_pid: int | None) -> Non
             print(f"\ngateway stopped by SIGTERM (exit {gateway.returncode}); vLLM child {child_pid} is gone")
 
 
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
 def report(concurrency: int, direct: dict[str, float], gateway: dict[str, float]) -> None:
     print(f"\nconcurrency {concurrency}")
     print(f"  {'':8} {'req/s':>8} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12}")
@@ -116,6 +121,8 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=64)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=2,
+                   help="direct/gateway runs per concurrency, in ABBA order so drift hits both paths alike")
     args = p.parse_args()
     port, vllm_port = free_port(), free_port()
     upstream = args.upstream.rstrip("/").removesuffix("/v1") if args.upstream else f"http://127.0.0.1:{vllm_port}"
@@ -128,9 +135,12 @@ def main() -> int:
             print(f"engine {upstream} (pid {child_pid}), gateway http://127.0.0.1:{port}; "
                   f"{args.requests} streamed chat requests, max_tokens {args.max_tokens}")
             for c in args.concurrency:
-                direct = asyncio.run(load(upstream, args.requests, c, args.max_tokens))
-                through = asyncio.run(load(f"http://127.0.0.1:{port}", args.requests, c, args.max_tokens))
-                report(c, direct, through)
+                runs: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
+                urls = {"direct": upstream, "gateway": f"http://127.0.0.1:{port}"}
+                for i in range(args.rounds):
+                    for path in ("direct", "gateway") if i % 2 == 0 else ("gateway", "direct"):
+                        runs[path].append(asyncio.run(load(urls[path], args.requests, c, args.max_tokens)))
+                report(c, median_of(runs["direct"]), median_of(runs["gateway"]))
         finally:
             stop_gateway(gateway, child_pid)
     return 0

@@ -155,7 +155,8 @@ def router_action(settings: Any, profile: Profile, url: str | None) -> Callable[
         from training.router.train import train_router
 
         adapters, _ = read_blend_grid(settings.data_dir)
-        meta = train_router(settings, adapters, profile.router_split, profile.router_limit, url=url)
+        meta = train_router(settings, adapters, profile.router_split, profile.router_limit,
+                            backend=settings.router_nll_backend, url=url)
         print(format_metrics(meta["metrics"]["heldout"]))
 
     return action

@@ -45,6 +45,29 @@ def test_train_router_then_route(settings: Settings, vllm_server: str) -> None:
     assert router.choose([{"role": "user", "content": "hello"}]) in router.grid
 
 
+def test_router_nll_cache_resumes_and_transformers_agrees(settings: Settings, vllm_server: str) -> None:
+    """After the run above, every row is cached: scoring again needs no engine (the URL refuses
+    connections), and transformers+PEFT (merged adapters, left padding) scores new rows like vLLM."""
+    import numpy as np
+
+    from training.router.cache import load_cache
+    from training.router.grid import read_blend_grid
+    from training.router.train import nll_scorer, router_dir, router_samples, score_nll
+
+    adapters, _ = read_blend_grid(settings.data_dir)
+    samples = router_samples(settings, "valid", 30)
+    cached = load_cache(router_dir(settings.data_dir), [a.name for a in adapters])
+    assert {s.id for s in samples} <= set(cached)
+    again = score_nll(settings, samples, adapters, "vllm", url="http://127.0.0.1:9")
+    assert np.array_equal(again, np.array([cached[s.id] for s in samples]))
+    more = router_samples(settings, "valid", 34)
+    table = score_nll(settings, more, adapters, "transformers", url=None, batch_size=3)
+    assert np.array_equal(table[:30], again)
+    with nll_scorer(settings, adapters, "vllm", vllm_server, batch_size=4) as score:
+        fresh = np.array(score([s.messages() for s in more[30:]]))
+    np.testing.assert_allclose(table[30:], fresh, atol=1e-3)
+
+
 @pytest.mark.slow
 def test_eval_cli_writes_run_and_table(settings: Settings, vllm_server: str, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:

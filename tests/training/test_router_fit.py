@@ -10,7 +10,14 @@ import pytest
 
 from empathy.errors import ModelError
 from serve.router import Router, featurize
-from training.router.fit import fit_softmax_regression, holdout_mask, routing_metrics, soft_targets
+from training.router.cache import load_cache, save_cache
+from training.router.fit import (
+    choose_l2,
+    fit_softmax_regression,
+    holdout_mask,
+    routing_metrics,
+    soft_targets,
+)
 from training.router.train import fit_router, save_artifact
 
 GRID = [0.0, 0.5, 1.0]
@@ -58,6 +65,35 @@ def test_fit_router_reports_heldout_metrics() -> None:
     held = metrics["heldout"]
     assert set(held["fixed"]) == {"0", "0.5", "1"}
     assert held["oracle"] <= held["router_argmax"] < min(held["fixed"].values())
+
+
+def test_cross_validated_l2_routes_on_signal() -> None:
+    x, nll = synthetic(400, seed=3)
+    convs = [f"c{i // 2}" for i in range(400)]
+    l2, scores = choose_l2(x, nll, soft_targets(nll, 0.1), convs)
+    assert l2 <= 1.0
+    assert scores[f"{l2:g}"] < scores["10000"] - 0.2
+
+
+def test_cross_validated_l2_falls_back_to_best_fixed_blend_on_noise() -> None:
+    """Context features unrelated to the NLLs: the router must not do worse than the best fixed blend."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 20))
+    nll = 3.0 + np.array([0.04, 0.02, 0.0])[None, :] + 0.05 * rng.normal(size=(300, 3))
+    convs = [f"c{i}" for i in range(300)]
+    _, metrics = fit_router(x, nll, convs, GRID, temperature=1.0, holdout=0.3, l2=None)
+    assert metrics["l2"] >= 100
+    held = metrics["heldout"]
+    assert held["choice_counts"]["1"] == held["n"]
+    assert held["router_argmax"] == pytest.approx(held["fixed"]["1"])
+
+
+def test_nll_cache_round_trip_and_grid_change(tmp_path: Path) -> None:
+    names = ["blend-0-aaaa", "blend-1-aaaa"]
+    save_cache(tmp_path, names, {"s1": np.array([1.0, 2.0]), "s2": np.array([3.0, 4.0])})
+    rows = load_cache(tmp_path, names)
+    assert set(rows) == {"s1", "s2"} and rows["s2"].tolist() == [3.0, 4.0]
+    assert load_cache(tmp_path, ["blend-0-bbbb", "blend-1-bbbb"]) == {}
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=["train", "valid"], default="train",
                         help="corpus split the targets are computed on (samples in the subsets are skipped)")
     parser.add_argument("--limit", type=int, help="score only N samples (EMPATHY_ROUTER_LIMIT)")
-    parser.add_argument("--backend", choices=["vllm", "transformers"], default="vllm",
-                        help="NLL scoring: vLLM prompt_logprobs (fast) or transformers+PEFT")
+    parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default=None,
+                        help="NLL scoring: vLLM prompt_logprobs or transformers+PEFT "
+                        "(EMPATHY_ROUTER_NLL_BACKEND; auto: vLLM on a GPU, transformers on CPU)")
     parser.add_argument("--url", help="a running vLLM server serving the blends (default: start one)")
     parser.add_argument("--temperature", type=float,
                         help="target softmax temperature (EMPATHY_ROUTER_TEMPERATURE)")
@@ -34,11 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     from training.router.grid import expert_grid, read_blend_grid
     from training.router.train import router_dir, train_router
 
-    settings = get_settings(data_dir=args.data_dir, router_temperature=args.temperature)
+    settings = get_settings(data_dir=args.data_dir, router_temperature=args.temperature,
+                            router_nll_backend=args.backend)
     setup_logging(settings.log_level)
     adapters = expert_grid(settings.data_dir) if args.experts_only else read_blend_grid(settings.data_dir)[0]
     meta = train_router(settings, adapters, args.split, args.limit or settings.router_limit,
-                        backend=args.backend, url=args.url)
+                        backend=settings.router_nll_backend, url=args.url)
     print(format_metrics(meta["metrics"]["heldout"]))
     print(f"router saved in {router_dir(settings.data_dir)}")
     return 0

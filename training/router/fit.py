@@ -62,6 +62,47 @@ def fit_softmax_regression(features: np.ndarray, targets: np.ndarray, l2: float 
                          W=w.astype(np.float32), b=b.astype(np.float32))
 
 
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3, 1e4)
+
+
+def fold_of(conv_ids: Sequence[str], folds: int, seed: int = 1) -> np.ndarray:
+    """Fold number of each sample; whole conversations stay in one fold."""
+    def fold(conv: str) -> int:
+        return int(hashlib.sha256(f"{seed}:{conv}".encode()).hexdigest()[:12], 16) % folds
+
+    return np.array([fold(c) for c in conv_ids], dtype=int)
+
+
+def cv_choice_nll(features: np.ndarray, nll: np.ndarray, targets: np.ndarray, folds: np.ndarray,
+                  l2: float) -> float:
+    """Mean NLL of the router's argmax choice on each fold, fitted on the other folds."""
+    total, count = 0.0, 0
+    for k in np.unique(folds):
+        test = folds == k
+        if test.all() or not test.any():
+            continue
+        weights = fit_softmax_regression(features[~test], targets[~test], l2=l2)
+        choice = weights.probs(features[test]).argmax(1)
+        total += float(nll[test][np.arange(int(test.sum())), choice].sum())
+        count += int(test.sum())
+    return total / max(count, 1)
+
+
+def choose_l2(features: np.ndarray, nll: np.ndarray, targets: np.ndarray, conv_ids: Sequence[str],
+              candidates: Sequence[float] = L2_GRID, folds: int = 3) -> tuple[float, dict[str, float]]:
+    """The L2 penalty whose routing choices have the lowest cross-validated NLL.
+
+    The largest penalties reduce the router to its bias, i.e. to the best fixed blend of the training
+    data, so when the context carries no usable signal the search falls back to that instead of
+    routing on noise. Ties (within 1e-4 nats) go to the stronger penalty.
+    """
+    fold = fold_of(conv_ids, folds)
+    scores = {float(l2): cv_choice_nll(features, nll, targets, fold, float(l2)) for l2 in candidates}
+    best = min(scores.values())
+    chosen = max(l2 for l2, score in scores.items() if score <= best + 1e-4)
+    return chosen, {f"{l2:g}": round(score, 6) for l2, score in scores.items()}
+
+
 def nearest_index(grid: Sequence[float], weights: np.ndarray) -> np.ndarray:
     g = np.asarray(grid, dtype=np.float64)
     return np.abs(np.asarray(weights)[:, None] - g[None, :]).argmin(1)

@@ -8,8 +8,9 @@ prompt token; transformers computes the same with a forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -110,22 +111,31 @@ def vllm_nll(client: Any, models: Sequence[str], items: Sequence[Scored], batch_
 
 
 def torch_nll_batch(model: Any, items: Sequence[Scored], pad_id: int) -> list[float]:
-    """Mean reply NLL of each item from one padded forward pass (right padding, fp32)."""
+    """Mean reply NLL of each item from one forward pass (fp32).
+
+    Left padding puts every reply at the end of its row, so `logits_to_keep` limits the vocabulary
+    projection (a fifth of a small model's compute) to the reply positions; explicit position ids keep
+    padded rows identical to unpadded ones.
+    """
     import torch
 
     width = max(len(item.ids) for item in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, item in enumerate(items):
-        ids[row, :len(item.ids)] = torch.tensor(item.ids)
-        mask[row, :len(item.ids)] = 1
+        ids[row, width - len(item.ids):] = torch.tensor(item.ids)
+        mask[row, width - len(item.ids):] = 1
+    keep = max(item.end - item.start for item in items) + 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
     out = []
     for row, item in enumerate(items):
-        # The token at position t is predicted by the logits at t - 1.
-        targets = ids[row, item.start:item.end]
-        picked = logprobs[row, item.start - 1:item.end - 1].gather(-1, targets[:, None]).squeeze(-1)
+        # The token at position t is predicted by the logits at t - 1; the last logit predicts nothing.
+        n = item.end - item.start
+        targets = ids[row, width - n:]
+        picked = logprobs[row, keep - 1 - n:keep - 1].gather(-1, targets[:, None]).squeeze(-1)
         out.append(float(-picked.mean()))
     return out
 
@@ -153,23 +163,41 @@ def load_peft(base_model: str, adapters: dict[str, str]) -> Any:
 
 def torch_nll(model: Any, models: Sequence[str], items: Sequence[Scored], pad_id: int, batch_size: int = 8,
               progress: bool = True) -> list[list[float]]:
-    """NLL matrix [sample][model] with transformers+PEFT (`models` are adapter names; "base" = no adapter)."""
+    """NLL matrix [sample][model] with transformers+PEFT (`models` are adapter names; "base" = no adapter).
+
+    Each adapter is merged into the weights while it scores (no LoRA overhead per forward pass), and
+    samples are batched by length so rows carry little padding.
+    """
     from tqdm import tqdm
 
     table = [[math.nan] * len(models) for _ in items]
+    order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
     with tqdm(total=len(models) * len(items), desc="NLL (transformers)", unit="sample",
               disable=not progress) as bar:
         for m, name in enumerate(models):
-            for s in range(0, len(items), batch_size):
-                batch = items[s:s + batch_size]
-                if name == "base" and hasattr(model, "disable_adapter"):
-                    with model.disable_adapter():
-                        values = torch_nll_batch(model, batch, pad_id)
-                else:
-                    if hasattr(model, "set_adapter"):
-                        model.set_adapter(peft_name(name))
-                    values = torch_nll_batch(model, batch, pad_id)
-                for offset, value in enumerate(values):
-                    table[s + offset][m] = value
-                bar.update(len(batch))
+            with _active(model, name):
+                for batch in batches:
+                    for index, value in zip(batch, torch_nll_batch(model, [items[i] for i in batch], pad_id),
+                                            strict=True):
+                        table[index][m] = value
+                    bar.update(len(batch))
     return table
+
+
+@contextlib.contextmanager
+def _active(model: Any, name: str) -> Iterator[None]:
+    """Score with adapter `name` merged into the base weights (or with no adapter for "base")."""
+    if not hasattr(model, "set_adapter"):
+        yield
+        return
+    if name == "base":
+        with model.disable_adapter():
+            yield
+        return
+    model.set_adapter(peft_name(name))
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,18 @@ from serve.router import (
     RouterWeights,
     featurize,
 )
-from training.router.fit import fit_softmax_regression, holdout_mask, routing_metrics, soft_targets
+from training.router.cache import load_cache, save_cache
+from training.router.fit import (
+    choose_l2,
+    fit_softmax_regression,
+    holdout_mask,
+    routing_metrics,
+    soft_targets,
+)
 from training.router.grid import GridAdapter
 
 log = logging.getLogger("empathy.router")
+CHUNK = 64  # samples scored between two saves of the NLL cache
 
 
 def router_dir(data_dir: Path) -> Path:
@@ -61,7 +70,35 @@ def router_samples(settings: Settings, split: str, limit: int | None, seed: int 
 
 def score_nll(settings: Settings, samples: Sequence[Sample], adapters: Sequence[GridAdapter],
               backend: str, url: str | None, batch_size: int = 8) -> np.ndarray:
-    """NLL matrix (n_samples, n_grid) of each gold reply under each grid adapter."""
+    """NLL matrix (n_samples, n_grid) of each gold reply under each grid adapter.
+
+    Scored in chunks that are saved as they finish (see `training.router.cache`): rows already in the
+    cache are not scored again.
+    """
+    folder = router_dir(settings.data_dir)
+    names = [a.name for a in adapters]
+    rows = load_cache(folder, names)
+    todo = [s for s in samples if s.id not in rows]
+    if todo:
+        log.info("router NLL: %d of %d samples cached, scoring %d", len(samples) - len(todo), len(samples),
+                 len(todo))
+        from tqdm import tqdm
+
+        with nll_scorer(settings, adapters, backend, url, batch_size) as score, \
+                tqdm(total=len(todo), desc=f"router NLL x{len(names)} ({backend})", unit="sample") as bar:
+            for start in range(0, len(todo), CHUNK):
+                chunk = todo[start:start + CHUNK]
+                for sample, row in zip(chunk, score([s.messages() for s in chunk]), strict=True):
+                    rows[sample.id] = np.asarray(row, dtype=np.float64)
+                save_cache(folder, names, rows)
+                bar.update(len(chunk))
+    return np.array([rows[s.id] for s in samples], dtype=np.float64)
+
+
+@contextlib.contextmanager
+def nll_scorer(settings: Settings, adapters: Sequence[GridAdapter], backend: str, url: str | None,
+               batch_size: int) -> Iterator[Callable[[list[list[dict[str, str]]]], list[list[float]]]]:
+    """A function conversations -> NLL rows, on a model (transformers) or an engine (vLLM) held open."""
     from transformers import AutoTokenizer
 
     from training.base_model import resolve_base_model
@@ -69,14 +106,18 @@ def score_nll(settings: Settings, samples: Sequence[Sample], adapters: Sequence[
 
     base = resolve_base_model(settings.base_model, settings.data_dir)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    items = [reply_span(tokenizer, s.messages(), max_tokens=settings.vllm_max_model_len - 1) for s in samples]
     names = [a.name for a in adapters]
+
+    def spans(conversations: list[list[dict[str, str]]]) -> list[Any]:
+        return [reply_span(tokenizer, c, max_tokens=settings.vllm_max_model_len - 1) for c in conversations]
+
     if backend == "transformers":
         from training.router.nll import load_peft, torch_nll
 
         model = load_peft(base, {a.name: a.path for a in adapters})
-        return np.array(torch_nll(model, names, items, pad_id=tokenizer.pad_token_id or 0,
-                                  batch_size=batch_size))
+        yield lambda convs: torch_nll(model, names, spans(convs), pad_id=tokenizer.pad_token_id or 0,
+                                      batch_size=batch_size, progress=False)
+        return
     from openai import OpenAI
 
     from training.engine import engine_url
@@ -85,7 +126,7 @@ def score_nll(settings: Settings, samples: Sequence[Sample], adapters: Sequence[
     rank = _max_rank(adapters)
     with engine_url(settings, url, {a.name: a.path for a in adapters}, rank, "vllm-router") as base_url:
         client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=600)
-        return np.array(vllm_nll(client, names, items, batch_size=batch_size))
+        yield lambda convs: vllm_nll(client, names, spans(convs), batch_size=batch_size, progress=False)
 
 
 def _max_rank(adapters: Sequence[GridAdapter]) -> int:
@@ -98,17 +139,27 @@ def _max_rank(adapters: Sequence[GridAdapter]) -> int:
 
 
 def fit_router(features: np.ndarray, nll: np.ndarray, conv_ids: Sequence[str], grid: Sequence[float],
-               temperature: float, holdout: float, l2: float) -> tuple[RouterWeights, dict[str, Any]]:
-    """Fit on the held-in conversations, report held-out metrics, then refit on everything for serving."""
+               temperature: float, holdout: float, l2: float | None) -> tuple[RouterWeights, dict[str, Any]]:
+    """Fit on the held-in conversations, report held-out metrics, then refit on everything for serving.
+
+    With `l2=None` the penalty is chosen by cross-validation on the held-in part only, so the held-out
+    numbers stay honest.
+    """
     targets = soft_targets(nll, temperature)
     held = holdout_mask(conv_ids, holdout)
     if held.all() or not held.any():
         raise DataError(f"the hold-out split of {len(conv_ids)} samples is one-sided; use more samples "
                         "(--limit) so both parts are non-empty.")
+    cv: dict[str, float] = {}
+    if l2 is None:
+        held_in = [c for c, h in zip(conv_ids, held, strict=True) if not h]
+        l2, cv = choose_l2(features[~held], nll[~held], targets[~held], held_in)
     weights = fit_softmax_regression(features[~held], targets[~held], l2=l2)
     metrics = {
         "heldout": routing_metrics(weights.probs(features[held]), nll[held], grid),
         "train": routing_metrics(weights.probs(features[~held]), nll[~held], grid),
+        "l2": l2,
+        "cv_choice_nll": cv,
     }
     return fit_softmax_regression(features, targets, l2=l2), metrics
 
@@ -125,10 +176,22 @@ def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, m
     return folder
 
 
+def resolve_backend(backend: str, url: str | None) -> str:
+    """`auto`: vLLM when a GPU is there or a server is given (--url), else transformers (faster on CPU)."""
+    if backend != "auto":
+        return backend
+    if url:
+        return "vllm"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
 def train_router(settings: Settings, adapters: Sequence[GridAdapter], split: str, limit: int | None,
-                 backend: str = "vllm", url: str | None = None, extra_meta: dict[str, Any] | None = None
+                 backend: str = "auto", url: str | None = None, extra_meta: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     started = time.monotonic()
+    backend = resolve_backend(backend, url)
     samples = router_samples(settings, split, limit)
     log.info("router: %d %s samples x %d blends (%s)", len(samples), split, len(adapters), backend)
     nll = score_nll(settings, samples, adapters, backend, url, batch_size=settings.router_nll_batch_size)
@@ -138,7 +201,7 @@ def train_router(settings: Settings, adapters: Sequence[GridAdapter], split: str
     weights, metrics = fit_router(features, nll, [s.conv_id for s in samples], grid,
                                   settings.router_temperature, settings.router_holdout, settings.router_l2)
     meta = {"adapters": [a.name for a in adapters], "split": split, "n_samples": len(samples),
-            "backend": backend, "temperature": settings.router_temperature, "l2": settings.router_l2,
+            "backend": backend, "temperature": settings.router_temperature, "l2": metrics["l2"],
             "holdout": settings.router_holdout, "metrics": metrics,
             "seconds": {"nll": round(scored - started, 1), "total": round(time.monotonic() - started, 1)},
             **(extra_meta or {})}
