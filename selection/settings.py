@@ -58,7 +58,11 @@ class SelectionSettings(BaseSettings):
         description="Name of the default distilled judge (`distilled:NAME`, folder "
         "`<data_dir>/judges/distilled/NAME`).",
     )
-    distill_epochs: int = Field(default=1, ge=1, le=50, description="Fine-tuning epochs (distilled judge).")
+    distill_epochs: int = Field(
+        default=3, ge=1, le=50,
+        description="Fine-tuning epochs of the distilled judge (3: held-out Spearman S 0.55 / R 0.66, vs "
+        "0.51 / 0.63 after 1 epoch; about 10 minutes on 2 CPU cores).",
+    )
     distill_max_len: int = Field(
         default=128, ge=16, le=512, description="Tokens of `context [SEP] response` the judge reads."
     )

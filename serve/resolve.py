@@ -8,7 +8,7 @@ from typing import Any
 
 from serve.catalog import ROUTED_NAME
 from serve.errors import APIError, bad_request
-from serve.experiments import assign
+from serve.experiments import Arm, Experiment, assign
 from serve.routing import (
     Route,
     arm_route,
@@ -48,6 +48,14 @@ async def routed(gw: Gateway, body: Mapping[str, Any], key: str) -> Route:
     return route
 
 
+def chosen_arm(experiment: Experiment, override: Any) -> Arm:
+    arms = {a.name: a for a in experiment.arms}
+    if not isinstance(override, dict) or set(override) != {"arm"} or override["arm"] not in arms:
+        raise bad_request(f'for experiment {experiment.name!r}, "empathy" must be {{"arm": NAME}} with NAME '
+                          f"one of {sorted(arms)}.", "empathy")
+    return arms[override["arm"]]
+
+
 def _text_messages(body: Mapping[str, Any]) -> list[dict[str, str]]:
     """Messages with plain-text content (content parts are joined), as the router's features expect."""
     out = []
@@ -62,11 +70,12 @@ def _text_messages(body: Mapping[str, Any]) -> list[dict[str, str]]:
 async def resolve(gw: Gateway, model: str, body: dict[str, Any], headers: Mapping[str, str]) -> Route:
     """The route of one request; pops the `empathy` override field from `body`."""
     override = body.pop("empathy", None)
-    if override is not None and model != ROUTED_NAME:
-        raise bad_request(f'"empathy" overrides apply to model "{ROUTED_NAME}" only, not {model!r}.',
-                          "empathy")
-    if model in gw.experiments and gw.experiments[model].active:
-        return await _experiment_route(gw, model, body, headers)
+    experiment = model in gw.experiments and gw.experiments[model].active
+    if override is not None and model != ROUTED_NAME and not experiment:
+        raise bad_request(f'"empathy" overrides apply to model "{ROUTED_NAME}" (blend, expert) or to an '
+                          f'active experiment (arm) only, not {model!r}.', "empathy")
+    if experiment:
+        return await _experiment_route(gw, model, body, headers, override)
     if model == ROUTED_NAME:
         if override is not None:
             return override_route(override, gw.catalog)
@@ -79,11 +88,16 @@ async def resolve(gw: Gateway, model: str, body: dict[str, Any], headers: Mappin
     return with_source(fixed, "fixed") if fixed else Route(adapter=adapter)
 
 
-async def _experiment_route(gw: Gateway, name: str, body: dict[str, Any],
-                            headers: Mapping[str, str]) -> Route:
+async def _experiment_route(gw: Gateway, name: str, body: dict[str, Any], headers: Mapping[str, str],
+                            override: Any = None) -> Route:
+    """The arm assigned to the user by hash, or with `{"arm": NAME}` the arm asked for (the arena shows
+    two arms to one user, so it names them; such requests are not assignments)."""
     subject = session_key(headers, body)
-    arm = assign(gw.experiments[name], subject)
-    await asyncio.to_thread(gw.store.add_assignment, name, subject, arm.name)
+    if override is None:
+        arm = assign(gw.experiments[name], subject)
+        await asyncio.to_thread(gw.store.add_assignment, name, subject, arm.name)
+    else:
+        arm = chosen_arm(gw.experiments[name], override)
     route = arm_route(arm.model, gw.catalog)
     if route is None:  # the arm is the routed model itself
         route = await routed(gw, body, f"{name}:{subject}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("empathy.pipeline")
+SCORES_SPLIT = "valid"  # the paper released its judge's scores for the validation split only
 BIG_FILE = 64 * 2**20  # larger files are fingerprinted by size and mtime instead of content
 
 
@@ -35,9 +36,9 @@ class Profile:
 
 PROFILES = {
     # About 20 minutes on 2 CPU cores: small experts, a few hundred router samples.
-    "quick": Profile("quick", "valid", 2000, 128, 16, ("sensibility", "rationality", "full"), "train", 240),
+    "quick": Profile("quick", "train", 2000, 128, 16, ("sensibility", "rationality", "full"), "train", 240),
     # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert.
-    "smoke": Profile("smoke", "valid", 200, 16, 2, ("sensibility", "rationality", "full"), "train", 40),
+    "smoke": Profile("smoke", "train", 200, 16, 2, ("sensibility", "rationality", "full"), "train", 40),
     "paper": Profile("paper", "train", None, None, None, ("sensibility", "rationality", "full"), "train",
                      3000),
 }
@@ -102,7 +103,8 @@ def select_action(settings: Any, profile: Profile, judge: str | None, scores: Pa
         from selection.commands import split as split_cmd
 
         spec = select_judge(settings, judge, scores, profile, common)
-        _check(split_cmd.main(["--split", profile.select_split, "--judge", spec, *common]), "select split")
+        split = SCORES_SPLIT if scores is not None else profile.select_split
+        _check(split_cmd.main(["--split", split, "--judge", spec, *common]), "select split")
 
     return action
 
@@ -114,7 +116,7 @@ def select_judge(settings: Any, judge: str | None, scores: Path | None, profile:
         from selection.commands import import_scores
         from selection.importers import JUDGE_IDS
 
-        _check(import_scores.main([str(scores), "--split", profile.select_split, *common]), "import scores")
+        _check(import_scores.main([str(scores), "--split", SCORES_SPLIT, *common]), "import scores")
         return JUDGE_IDS["efficient-empathy"][0]
     from selection.commands import score
 
@@ -125,6 +127,25 @@ def select_judge(settings: Any, judge: str | None, scores: Path | None, profile:
     limit = ["--limit", str(profile.select_limit)] if profile.select_limit else []
     _check(score.main(["--split", profile.select_split, "--judge", judge, *limit, *common]), "select score")
     return judge
+
+
+def judge_step(settings: Any, judge: str | None, scores: Path | None
+               ) -> list[tuple[str, dict[str, Any], list[Path], list[Path], Callable[[], Any]]]:
+    """Fitting the default distilled judge, once, as a step of its own (timed in the summary): only when
+    selection uses it (no --judge, no --scores)."""
+    if judge is not None or scores is not None:
+        return []
+    from selection.distill.artifact import META_FILE, artifact_dir
+
+    def action() -> None:
+        from selection.distill import ensure_default_judge
+
+        ensure_default_judge(settings)
+
+    params = {k: getattr(settings, k) for k in ("distill_name", "distill_epochs", "distill_max_len",
+                                                "distill_loss", "distill_seed", "distill_holdout")}
+    return [("judge", params, [Path(settings.distill_labels_path)],
+             [artifact_dir(settings.data_dir, settings.distill_name) / META_FILE], action)]
 
 
 def expert_action(settings: Any, profile: Profile, subset: str) -> Callable[[], None]:
@@ -170,11 +191,13 @@ def plan(settings: Any, profile: Profile, judge: str | None, scores: Path | None
     d = settings.data_dir
     train = {k: getattr(settings, k) for k in ("base_model", "lora_r", "lora_alpha", "lora_dropout",
                                                "learning_rate", "epochs", "max_length", "seed")}
-    corpus = [Path(settings.corpus_path) / f"{profile.select_split}.csv"]
+    select_split = SCORES_SPLIT if scores is not None else profile.select_split
+    corpus = [Path(settings.corpus_path) / f"{select_split}.csv"]
     default = settings.base_model == "smollm2-135m-instruct"  # anything else is used as given
     steps = [("base-model", {"base_model": settings.base_model}, [], [d / "models"] if default else [],
               lambda: prepare_default_model(d) if default else None),
-             ("select", {"judge": judge, "split": profile.select_split, "limit": profile.select_limit,
+             *judge_step(settings, judge, scores),
+             ("select", {"judge": judge, "split": select_split, "limit": profile.select_limit,
                          "s": settings.sensibility_threshold,
                          "r": settings.rationality_threshold},
               [*corpus, *([scores] if scores else [])], [d / "subsets" / "manifest.json"],

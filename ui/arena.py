@@ -88,7 +88,7 @@ def reveal(contender: Contender, experiment: str | None) -> str:
 
 
 def stream_battle(client: GatewayClient, battle: Battle, histories: Pair) -> Iterator[Pair]:
-    requests = (arm_request(battle.left.model), arm_request(battle.right.model))
+    requests = tuple(arm_request(c.model, battle.experiment, c.arm) for c in (battle.left, battle.right))
     yield from stream_two(client, requests, histories, battle.session_id,
                           (battle.ids["left"], battle.ids["right"]), with_caption=False)
 

@@ -68,8 +68,13 @@ def to_openai(history: list[dict[str, Any]]) -> list[dict[str, str]]:
     return messages
 
 
-def arm_request(model: str) -> tuple[str, dict[str, Any] | None]:
-    """An arm's `model` (a gateway model name or `blend:0.75`) -> (model, extra_body) for the request."""
+def arm_request(model: str, experiment: str | None = None, arm: str | None = None
+                ) -> tuple[str, dict[str, Any] | None]:
+    """An arm -> (model, extra_body) for the request. An experiment's arm is asked for by name on the
+    experiment's model, so the gateway stores the completion under that arm (for its results); a bare
+    model (`empathy`, `blend:0.75`, ...) is requested directly."""
+    if experiment and arm:
+        return experiment, {"empathy": {"arm": arm}}
     if model.startswith("blend:"):
         return "empathy", {"empathy": {"blend": float(model.split(":", 1)[1])}}
     return model, None

@@ -43,7 +43,7 @@ class DistilledJudge(Judge):
 
             torch.set_num_threads(threads)
         scorer = DistilledScorer.load(folder)
-        return cls(scorer, batch_size=max(256, inner_batch * 4), inner_batch=inner_batch)
+        return cls(scorer, batch_size=max(1024, inner_batch * 16), inner_batch=inner_batch)
 
     @classmethod
     def from_settings(cls, name: str, settings: Settings) -> DistilledJudge:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from empathy.errors import ModelError
 from selection.distill.artifact import META_FILE, ArtifactMeta, artifact_dir, read_meta
@@ -56,15 +56,25 @@ def fit_named(settings: Settings, labels: LabelSet, name: str, baseline: bool = 
     return fit_distilled(labels, encoder_config(settings, limit), fit_options(settings, baseline), folder)
 
 
+SETTING_KEYS = ("max_len", "max_response_tokens", "epochs", "loss", "seed")
+
+
+def same_settings(fitted: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Was the artifact fitted with the EMPATHY_DISTILL_* settings in force (a `--limit` is kept)?"""
+    return all(fitted.get(k) == wanted.get(k) for k in SETTING_KEYS)
+
+
 def ensure_default_judge(settings: Settings) -> str:
     """The judge spec of the default distilled judge (`distilled:<distill_name>`), fitted first from
-    `distill_labels_path` if its artifact is missing or of an older format."""
+    `distill_labels_path` if its artifact is missing, of an older format, or fitted with other settings."""
     name = settings.distill_name
     folder = artifact_dir(settings.data_dir, name)
     if (folder / META_FILE).is_file():
         try:
-            read_meta(folder)
-            return f"distilled:{name}"
+            if same_settings(read_meta(folder).config, encoder_config(settings).to_json()):
+                return f"distilled:{name}"
+            log.warning("re-fitting the default distilled judge %s: its settings differ from the "
+                        "current EMPATHY_DISTILL_* settings", name)
         except ModelError as exc:
             log.warning("re-fitting the default distilled judge: %s", exc)
     log.info("fitting the default distilled judge %s from %s", name, settings.distill_labels_path)

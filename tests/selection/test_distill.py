@@ -28,7 +28,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def settings(data_dir: Path, corpus_dir: Path) -> Settings:
-    return get_settings(data_dir=data_dir, corpus_path=corpus_dir, distill_name=NAME, distill_threads=1)
+    return get_settings(data_dir=data_dir, corpus_path=corpus_dir, distill_name=NAME, distill_threads=1,
+                        distill_epochs=1, distill_max_len=48)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,10 @@ def test_ensure_default_judge_reuses_an_existing_artifact(fitted: Path, settings
     before = (fitted / META_FILE).stat().st_mtime_ns
     assert ensure_default_judge(settings) == f"distilled:{NAME}"
     assert (fitted / META_FILE).stat().st_mtime_ns == before
+    from selection.distill.service import encoder_config, same_settings
+
+    other = settings.model_copy(update={"distill_epochs": 3})
+    assert not same_settings(read_meta(fitted).config, encoder_config(other).to_json())
 
 
 @pytest.mark.slow

@@ -92,6 +92,31 @@ def test_feedback_and_results(gateway: Running, experiment: Experiment) -> None:
     assert arms["sens"]["assigned_users"] > 0 and arms["sens"]["completions"] > 0
 
 
+def test_arena_asks_for_arms_by_name(gateway: Running, experiment: Experiment) -> None:
+    """One user sees both arms (the arena): each reply is stored under its arm, the vote counts, and
+    naming an arm is not an assignment."""
+    client = gateway.client()
+    with _api(gateway) as api:
+        before = api.get("/v1/experiments/warmth-ab/results").json()
+        ids = {}
+        for arm in ("quarter", "sens"):
+            r = client.chat.completions.create(model="warmth-ab", messages=MSG, max_tokens=1, user="arena-1",
+                                               extra_body={"empathy": {"arm": arm}})
+            assert r.model_extra["empathy"]["arm"] == arm
+            ids[arm] = r.id
+        vote = {"type": "pairwise", "completion_a": ids["quarter"], "completion_b": ids["sens"],
+                "outcome": "a"}
+        assert api.post("/v1/feedback", json=vote).status_code == 200
+        after = api.get("/v1/experiments/warmth-ab/results").json()
+        bad = api.post("/v1/chat/completions", json={"model": "warmth-ab", "messages": MSG,
+                                                      "empathy": {"arm": "nope"}})
+    assert after["votes"] == before["votes"] + 1
+    assigned = {a["name"]: a["assigned_users"] for a in after["arms"]}
+    assert assigned == {a["name"]: a["assigned_users"] for a in before["arms"]}
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "empathy"
+    assert "quarter" in bad.json()["error"]["message"]
+
+
 async def _chat_and_rate(client: AsyncOpenAI, api: httpx.AsyncClient, i: int, stream: bool) -> str:
     if stream:
         chunks = [c async for c in await client.chat.completions.create(

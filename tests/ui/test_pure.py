@@ -71,6 +71,7 @@ def test_vote_payload_and_arm_requests() -> None:
                                              "outcome": "b"}
     assert arm_request("blend:0.75") == ("empathy", {"empathy": {"blend": 0.75}})
     assert arm_request("base") == ("base", None)
+    assert arm_request("blend:0.75", "exp", "warm") == ("exp", {"empathy": {"arm": "warm"}})
     assert request_for(BLEND, 0.3) == ("empathy", {"empathy": {"blend": 0.3}})
     assert model_choices(["base", "empathy", "empathy-sensibility", "exp1"]) == [
         "base", "empathy-sensibility", BLEND, "empathy"]
