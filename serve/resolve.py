@@ -29,8 +29,9 @@ def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 async def routed(gw: Gateway, body: Mapping[str, Any], key: str) -> Route:
-    """The router's choice for the conversation (sticky: decided once per conversation)."""
-    sticky = gw.sticky.get(key)
+    """The router's choice for the conversation (sticky: decided once per conversation, remembered in
+    memory and in the store)."""
+    sticky = gw.sticky.get(key) or await _stored_route(gw, key)
     if sticky is not None:
         return with_source(sticky, "sticky")
     catalog = gw.catalog
@@ -44,7 +45,20 @@ async def routed(gw: Gateway, body: Mapping[str, Any], key: str) -> Route:
         weight = gw.router.grid[max(range(len(probs)), key=probs.__getitem__)]
         route = blend_route(nearest_on_grid(weight, catalog.grid), catalog, "router", probs)
     gw.sticky.put(key, route)
+    await asyncio.to_thread(gw.store.put_route, key, route.adapter, route.blend,
+                            list(route.probs) if route.probs is not None else None)
     gw.metrics.router_weight.labels(route.source).observe(route.blend if route.blend is not None else 0.0)
+    return route
+
+
+async def _stored_route(gw: Gateway, key: str) -> Route | None:
+    """A decision stored by an earlier gateway process, if its adapter is still served."""
+    row = await asyncio.to_thread(gw.store.get_route, key)
+    if row is None or (row[0] != "base" and row[0] not in gw.catalog.paths):
+        return None
+    route = Route(adapter=row[0], blend=row[1], source="sticky",
+                  probs=tuple(row[2]) if row[2] is not None else None)
+    gw.sticky.put(key, route)
     return route
 
 

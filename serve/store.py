@@ -1,4 +1,6 @@
-"""The gateway's tables: completions, arm assignments, ratings, pairwise votes, experiments.
+"""The gateway's tables: completions, arm assignments, ratings, pairwise votes, experiments, and the
+router's per-conversation decisions (so a conversation keeps its blend across gateway restarts and
+across gateways that share one database).
 
 Every function opens its own short transaction (callers run them in a thread: never across an await).
 """
@@ -85,6 +87,15 @@ class Completion:
     stream: bool
 
 
+class RouteRow(Base):
+    __tablename__ = "serve_routes"
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    created: Mapped[float] = mapped_column(Float)
+    adapter: Mapped[str] = mapped_column(String(256))
+    blend: Mapped[float | None] = mapped_column(Float, nullable=True)
+    probs: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -93,6 +104,15 @@ class Store:
     def add_completion(self, c: Completion) -> None:
         with Session(self.engine) as s, s.begin():
             s.merge(CompletionRow(created=time.time(), **c.__dict__))
+
+    def put_route(self, key: str, adapter: str, blend: float | None, probs: list[float] | None) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.merge(RouteRow(key=key, created=time.time(), adapter=adapter, blend=blend, probs=probs))
+
+    def get_route(self, key: str) -> tuple[str, float | None, list[float] | None] | None:
+        with Session(self.engine) as s:
+            row = s.get(RouteRow, key)
+            return (row.adapter, row.blend, row.probs) if row is not None else None
 
     def add_assignment(self, experiment: str, subject: str, arm: str) -> None:
         with Session(self.engine) as s, s.begin():

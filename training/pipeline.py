@@ -36,7 +36,7 @@ class Profile:
 
 PROFILES = {
     # About 20 minutes on 2 CPU cores: small experts, a few hundred router samples.
-    "quick": Profile("quick", "train", 2000, 128, 16, ("sensibility", "rationality", "full"), "train", 240),
+    "quick": Profile("quick", "train", 2000, 128, 16, ("sensibility", "rationality", "full"), "train", 200),
     # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert.
     "smoke": Profile("smoke", "train", 200, 16, 2, ("sensibility", "rationality", "full"), "train", 40),
     "paper": Profile("paper", "train", None, None, None, ("sensibility", "rationality", "full"), "train",

@@ -24,6 +24,11 @@ class TrainingSettings(BaseSettings):
     max_length: int = Field(default=512, ge=16, description="Max tokens of one training sample (paper: 512).")
     batch_size: int = Field(default=8, ge=1, description="Expert training batch size per step (per device).")
     grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps of expert training.")
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass of expert training: less memory, a third "
+        "more compute (turn on for large models on a GPU).",
+    )
     seed: int = Field(default=42, description="Seed of expert training and of the `--limit` shuffle.")
     save_steps: int = Field(
         default=50, ge=1,

@@ -77,6 +77,13 @@ def test_sticky_per_conversation(gateway: Running) -> None:
     # Without a session id or user, the first user message identifies the conversation.
     third = client.chat.completions.create(model="empathy", messages=later, max_tokens=2)
     assert third.model_extra["empathy"]["source"] == "sticky"
+    # The decision outlives the process memory (a restarted gateway, or another one on the same store).
+    gateway.gateway.sticky.clear()
+    fourth = client.chat.completions.create(model="empathy", messages=later, max_tokens=2,
+                                            extra_headers={"x-session-id": "conv-1"})
+    assert fourth.model_extra["empathy"]["source"] == "sticky"
+    assert fourth.model_extra["empathy"]["adapter"] == first.model_extra["empathy"]["adapter"]
+    assert gateway.gateway.store.get_route("session:conv-1") is not None
 
 
 def test_standard_fields_pass_through(gateway: Running) -> None:

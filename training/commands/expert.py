@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         lora_targets=tuple(settings.lora_targets), learning_rate=settings.learning_rate,
         epochs=settings.epochs, max_length=settings.max_length, batch_size=settings.batch_size,
         grad_accum=settings.grad_accum, seed=settings.seed, save_steps=settings.save_steps,
-        limit=args.limit, max_steps=args.max_steps,
+        limit=args.limit, max_steps=args.max_steps, gradient_checkpointing=settings.gradient_checkpointing,
     )
     if not args.force and is_up_to_date(job):
         print(f"expert {job.out_dir} is up to date (same settings and subset); --force trains it again")
