@@ -66,12 +66,17 @@ def banner(url: str, api_key: str | None) -> str:
 
 
 def announce_when_ready(url: str, api_key: str | None, started: float, timeout: float = 900.0) -> None:
-    """Poll the gateway until its API answers, then print the URLs (serve blocks the main thread)."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    """Poll the gateway until an engine is healthy (so a chat works), then print the URLs (serve blocks
+    the main thread)."""
     deadline = time.monotonic() + timeout
+    page_at = None
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/v1/models", headers=headers, timeout=5.0).status_code == 200:
+            if page_at is None and httpx.get(f"{url}/", timeout=5.0).status_code == 200:
+                page_at = time.monotonic() - started
+                print(f"empathy up: UI page served after {page_at:.0f} s; waiting for vLLM to load the model "
+                      "and adapters.", flush=True)
+            if httpx.get(f"{url}/health", timeout=5.0).status_code == 200:
                 print(banner(url, api_key), f"    (ready {time.monotonic() - started:.0f} s after "
                       "`empathy up` started)\n", flush=True)
                 return
