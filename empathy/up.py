@@ -18,7 +18,8 @@ import httpx
 from empathy.errors import EmpathyError
 
 EXPERTS = ("sensibility", "rationality")
-PIPELINE_ESTIMATE = "about 20 minutes on a 2-core CPU the first time (later runs reuse everything)"
+PIPELINE_ESTIMATE = ("about 25 minutes on a 2-core CPU the first time, 10 of them fitting the distilled "
+                     "judge; later runs reuse everything")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,4 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+# The browser test's screenshots, so CI logs say where to find them.
+for shot in test-artifacts/ui/*.png; do
+    if [ -e "$shot" ]; then echo "UI screenshot: $PWD/$shot"; fi
+done
+exit "$status"
