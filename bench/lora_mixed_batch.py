@@ -1,0 +1,73 @@
+"""Check vLLM's CPU LoRA path on mixed batches: does a request for the base model, batched together with
+LoRA requests, still get the base model's output?
+
+    .venv/bin/python bench/lora_mixed_batch.py [--data-dir .empathy] [--max-loras 8]
+
+Starts one engine with the experts and blends of `<data_dir>` as LoRA modules, asks every model the same
+question once alone (sequential) and three times concurrently, and prints the first token's logprob of each.
+Measured with vLLM 0.32 (CPU build): alone, base -2.19339 and the sensibility expert -2.06036; concurrent,
+base gets -2.06036, i.e. the base rows of a mixed batch are computed WITH the sensibility adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from openai import OpenAI
+
+from serve.engine import EngineProcess, EngineSpec
+
+MESSAGES = [{"role": "user", "content": "I failed my exam today and I feel terrible."}]
+
+
+def first_logprob(client: OpenAI, model: str) -> float:
+    reply = client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=3, temperature=0,
+                                           logprobs=True)
+    assert reply.choices[0].logprobs is not None and reply.choices[0].logprobs.content
+    return round(reply.choices[0].logprobs.content[0].logprob, 5)
+
+
+def modules(data_dir: Path) -> dict[str, str]:
+    out = {f"empathy-{e}": str(data_dir / "experts" / e) for e in ("sensibility", "rationality", "full")
+           if (data_dir / "experts" / e / "adapter_config.json").is_file()}
+    index = data_dir / "blends" / "index.json"
+    if index.is_file():
+        for row in json.loads(index.read_text()).get("blends", []):
+            out[row["name"]] = row["path"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path(".empathy"))
+    parser.add_argument("--max-loras", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8055)
+    args = parser.parse_args()
+    mods = modules(args.data_dir)
+    spec = EngineSpec(model=str(args.data_dir / "models" / "smollm2-135m-instruct"), served_name="base",
+                      port=args.port, lora_modules=mods, max_lora_rank=16, max_loras=args.max_loras,
+                      max_model_len=1024, kvcache_gib=1, dtype="float32")
+    engine = EngineProcess(spec, log_file=args.data_dir / "logs" / "vllm-mixed-batch.log")
+    engine.start()
+    try:
+        engine.wait_healthy(timeout=600)
+        client = OpenAI(base_url=f"{engine.url}/v1", api_key="EMPTY")
+        names = ["base", *mods]
+        alone = {m: first_logprob(client, m) for m in names}
+        with ThreadPoolExecutor(3 * len(names)) as pool:
+            mixed = list(pool.map(lambda m: (m, first_logprob(client, m)), names * 3))
+        print(f"{'model':32} {'alone':>10} {'in a mixed batch':>18}")
+        for m in names:
+            seen = sorted({lp for n, lp in mixed if n == m})
+            flag = "" if seen == [alone[m]] else "   <-- differs"
+            print(f"{m:32} {alone[m]:10.5f} {', '.join(f'{v:.5f}' for v in seen):>18}{flag}")
+    finally:
+        engine.stop()
+
+
+if __name__ == "__main__":
+    main()
