@@ -103,10 +103,15 @@ def select_action(settings: Any, profile: Profile, judge: str | None, scores: Pa
         from selection.commands import split as split_cmd
 
         spec = select_judge(settings, judge, scores, profile, common)
-        split = SCORES_SPLIT if scores is not None else profile.select_split
-        _check(split_cmd.main(["--split", split, "--judge", spec, *common]), "select split")
+        _check(split_cmd.main(["--split", selection_split(profile, scores), "--judge", spec, *common]),
+               "select split")
 
     return action
+
+
+def selection_split(profile: Profile, scores: Path | None) -> str:
+    """Released scores exist for one split only; a judge scores the profile's split."""
+    return SCORES_SPLIT if scores is not None else profile.select_split
 
 
 def select_judge(settings: Any, judge: str | None, scores: Path | None, profile: Profile,
@@ -191,7 +196,7 @@ def plan(settings: Any, profile: Profile, judge: str | None, scores: Path | None
     d = settings.data_dir
     train = {k: getattr(settings, k) for k in ("base_model", "lora_r", "lora_alpha", "lora_dropout",
                                                "learning_rate", "epochs", "max_length", "seed")}
-    select_split = SCORES_SPLIT if scores is not None else profile.select_split
+    select_split = selection_split(profile, scores)
     corpus = [Path(settings.corpus_path) / f"{select_split}.csv"]
     default = settings.base_model == "smollm2-135m-instruct"  # anything else is used as given
     steps = [("base-model", {"base_model": settings.base_model}, [], [d / "models"] if default else [],

@@ -109,8 +109,7 @@ def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Rou
     x = featurize(encoder, convs)
     nll = np.array([[3, 2, 1], [3, 2, 1], [1, 2, 3], [1, 2, 3], [3, 2, 1], [1, 2, 3]], dtype=float)
     weights = fit_softmax_regression(x, soft_targets(nll), l2=1e-3)
-    folder = save_artifact(tmp_path_factory.mktemp("router"), GRID, weights, {"metrics": {}}, nll,
-                           [str(i) for i in range(6)])
+    folder = save_artifact(tmp_path_factory.mktemp("router"), GRID, weights, {"metrics": {}})
     return folder, Router.load(folder, encoder=encoder)
 
 

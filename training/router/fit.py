@@ -17,13 +17,14 @@ def soft_targets(nll: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return softmax(-np.asarray(nll, dtype=np.float64) / temperature)
 
 
+def conv_unit(conv: str, seed: int) -> float:
+    """A stable pseudo-random number in [0, 1) per conversation, so all its turns land on one side."""
+    return int(hashlib.sha256(f"{seed}:{conv}".encode()).hexdigest()[:12], 16) / 16**12
+
+
 def holdout_mask(conv_ids: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
     """True for held-out samples; whole conversations go to one side (their turns share context)."""
-    def rank(conv: str) -> float:
-        digest = hashlib.sha256(f"{seed}:{conv}".encode()).hexdigest()
-        return int(digest[:12], 16) / 16**12
-
-    return np.array([rank(c) < fraction for c in conv_ids], dtype=bool)
+    return np.array([conv_unit(c, seed) < fraction for c in conv_ids], dtype=bool)
 
 
 def _loss_and_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
@@ -67,10 +68,7 @@ L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3, 1e4)
 
 def fold_of(conv_ids: Sequence[str], folds: int, seed: int = 1) -> np.ndarray:
     """Fold number of each sample; whole conversations stay in one fold."""
-    def fold(conv: str) -> int:
-        return int(hashlib.sha256(f"{seed}:{conv}".encode()).hexdigest()[:12], 16) % folds
-
-    return np.array([fold(c) for c in conv_ids], dtype=int)
+    return np.array([int(conv_unit(c, seed) * folds) for c in conv_ids], dtype=int)
 
 
 def cv_choice_nll(features: np.ndarray, nll: np.ndarray, targets: np.ndarray, folds: np.ndarray,

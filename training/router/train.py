@@ -164,12 +164,10 @@ def fit_router(features: np.ndarray, nll: np.ndarray, conv_ids: Sequence[str], g
     return fit_softmax_regression(features, targets, l2=l2), metrics
 
 
-def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any],
-                  nll: np.ndarray, sample_ids: Sequence[str]) -> Path:
-    """router.json + router.npz (+ the NLL table, so the router can be refitted without scoring again)."""
+def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any]) -> Path:
+    """router.json + router.npz (the NLL table behind it stays in the cache, `training.router.cache`)."""
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / ARTIFACT_NPZ, mean=weights.mean, std=weights.std, W=weights.W, b=weights.b)
-    np.savez(folder / "targets.npz", nll=nll, sample_ids=np.array(list(sample_ids)))
     body = {"format_version": FORMAT_VERSION, "grid": list(grid), "encoder": ENCODER_NAME,
             "extra_features": list(EXTRA_FEATURES), **meta}
     (folder / ARTIFACT_JSON).write_text(json.dumps(body, indent=2))
@@ -205,5 +203,5 @@ def train_router(settings: Settings, adapters: Sequence[GridAdapter], split: str
             "holdout": settings.router_holdout, "metrics": metrics,
             "seconds": {"nll": round(scored - started, 1), "total": round(time.monotonic() - started, 1)},
             **(extra_meta or {})}
-    save_artifact(router_dir(settings.data_dir), grid, weights, meta, nll, [s.id for s in samples])
+    save_artifact(router_dir(settings.data_dir), grid, weights, meta)
     return meta
