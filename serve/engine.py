@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -45,6 +45,29 @@ class EngineSpec:
     kvcache_gib: int = 2
     dtype: str = "auto"
     extra_args: Sequence[str] = ()
+    # With LoRA on, `served_name` is served as an all-zero LoRA (see serve/identity_lora.py: vLLM's CPU
+    # kernels give no-LoRA rows of a mixed batch the last slot's adapter); the plain base model stays
+    # reachable as `<served_name>-no-lora`. False reproduces vLLM's behaviour (bench/lora_mixed_batch.py).
+    base_as_lora: bool = True
+    identity_lora: str | None = None  # the zero adapter's folder; EngineProcess.start() writes it
+
+    @property
+    def raw_name(self) -> str:
+        """The name under which vLLM serves the base model itself (no LoRA path)."""
+        return f"{self.served_name}-no-lora" if self.serves_identity else self.served_name
+
+    @property
+    def serves_identity(self) -> bool:
+        return bool(self.lora_modules) and self.base_as_lora and self.identity_lora is not None
+
+    def with_identity_lora(self, cache_root: Path | None = None) -> EngineSpec:
+        """This spec with its zero adapter written (a no-op without LoRA modules or with base_as_lora off)."""
+        if not self.lora_modules or not self.base_as_lora or self.identity_lora is not None:
+            return self
+        from serve.identity_lora import write_identity_adapter
+
+        template = Path(next(iter(self.lora_modules.values())))
+        return replace(self, identity_lora=str(write_identity_adapter(template, cache_root)))
 
     @property
     def url(self) -> str:
@@ -55,7 +78,7 @@ class EngineSpec:
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model,
-            "--served-model-name", self.served_name,
+            "--served-model-name", self.raw_name,
             "--host", self.host,
             "--port", str(self.port),
             "--max-model-len", str(self.max_model_len),
@@ -65,7 +88,10 @@ class EngineSpec:
         if self.lora_modules:
             cmd += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
                     "--max-loras", str(self.max_loras), "--lora-modules"]
-            cmd += [f"{name}={path}" for name, path in self.lora_modules.items()]
+            modules = dict(self.lora_modules)
+            if self.serves_identity:
+                modules = {self.served_name: str(self.identity_lora), **modules}
+            cmd += [f"{name}={path}" for name, path in modules.items()]
             if self.lora_target_modules:
                 cmd += ["--lora-target-modules", *self.lora_target_modules]
         return [*cmd, *self.extra_args]
@@ -108,11 +134,12 @@ class EngineProcess:
 
     def start(self) -> None:
         self.spec.validate()
+        self.spec = self.spec.with_identity_lora()
         log.info("starting vLLM: %s", " ".join(self.spec.command()))
         # A new session so that stop() can signal vLLM's own worker processes too (no orphans).
         self.proc = subprocess.Popen(
             self.spec.command(), env=self.spec.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=die_with_parent(),
         )
         self._pump = threading.Thread(target=self._copy_output, name="vllm-log", daemon=True)
         self._pump.start()
@@ -166,6 +193,28 @@ class EngineProcess:
             self.proc.wait(timeout=10)
         # vLLM's engine core is a grandchild in the same group: make sure nothing is left.
         _kill_group(pgid)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that asks Linux to SIGTERM the child when the thread that started it dies (None
+    elsewhere).
+
+    stop() covers every orderly exit, but a SIGKILLed gateway runs no code; without this its vLLM child
+    (in a session of its own) would keep the port and the cores. vLLM shuts its workers down on SIGTERM.
+    prctl is looked up here, in the parent: the hook runs between fork and exec, where only simple calls
+    are safe.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
 
 
 def _kill_group(pgid: int) -> None:
