@@ -18,7 +18,7 @@ import httpx
 from empathy.errors import EmpathyError
 
 EXPERTS = ("sensibility", "rationality")
-PIPELINE_ESTIMATE = ("about 25 minutes on a 2-core CPU the first time, 10 of them fitting the distilled "
+PIPELINE_ESTIMATE = ("about 18 minutes on a 2-core CPU the first time, 8 of them fitting the distilled "
                      "judge; later runs reuse everything")
 
 

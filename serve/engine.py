@@ -135,6 +135,8 @@ class EngineProcess:
     def start(self) -> None:
         self.spec.validate()
         self.spec = self.spec.with_identity_lora()
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting vLLM: %s", " ".join(self.spec.command()))
         # A new session so that stop() can signal vLLM's own worker processes too (no orphans).
         self.proc = subprocess.Popen(
