@@ -54,6 +54,9 @@ def test_fit_recovers_mapping_and_beats_fixed_blends() -> None:
     metrics = routing_metrics(weights.probs(x_test), nll_test, GRID)
     assert metrics["router_argmax"] < min(metrics["fixed"].values()) - 0.2
     assert metrics["router_argmax"] - metrics["oracle"] < 0.15
+    diff = metrics["router_minus_best_fixed"]  # paired interval, all below zero when the router wins
+    assert diff["n"] == 300 and diff["high"] < 0
+    assert diff["mean"] == pytest.approx(metrics["router_argmax"] - min(metrics["fixed"].values()))
     # the learned direction is feature 0: more x0 -> more weight on the sensibility end of the grid
     assert weights.W[0, 2] - weights.W[0, 0] > 5 * np.abs(weights.W[1:, 2] - weights.W[1:, 0]).max()
 

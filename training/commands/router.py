@@ -55,6 +55,10 @@ def format_metrics(metrics: dict[str, object]) -> str:
              f"| router (expected weight) | {metrics['router_expected']:.4f} |",
              f"| oracle per sample | {metrics['oracle']:.4f} |"]
     head = [f"held-out samples: {metrics['n']}", "", "| choice | mean NLL |", "|---|---|"]
+    diff = metrics.get("router_minus_best_fixed")
+    if isinstance(diff, dict) and diff.get("low") is not None:
+        rows.append(f"| router - best fixed (paired, 95% CI) | {diff['mean']:+.4f} "
+                    f"[{diff['low']:+.4f}, {diff['high']:+.4f}] |")
     tail = ["", f"router choices: {json.dumps(metrics['choice_counts'])}",
             f"oracle choices: {json.dumps(metrics['oracle_counts'])}"]
     return "\n".join(head + rows + tail)
