@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -45,29 +45,6 @@ class EngineSpec:
     kvcache_gib: int = 2
     dtype: str = "auto"
     extra_args: Sequence[str] = ()
-    # With LoRA on, `served_name` is served as an all-zero LoRA (see serve/identity_lora.py: vLLM's CPU
-    # kernels give no-LoRA rows of a mixed batch the last slot's adapter); the plain base model stays
-    # reachable as `<served_name>-no-lora`. False reproduces vLLM's behaviour (bench/lora_mixed_batch.py).
-    base_as_lora: bool = True
-    identity_lora: str | None = None  # the zero adapter's folder; EngineProcess.start() writes it
-
-    @property
-    def raw_name(self) -> str:
-        """The name under which vLLM serves the base model itself (no LoRA path)."""
-        return f"{self.served_name}-no-lora" if self.serves_identity else self.served_name
-
-    @property
-    def serves_identity(self) -> bool:
-        return bool(self.lora_modules) and self.base_as_lora and self.identity_lora is not None
-
-    def with_identity_lora(self, cache_root: Path | None = None) -> EngineSpec:
-        """This spec with its zero adapter written (a no-op without LoRA modules or with base_as_lora off)."""
-        if not self.lora_modules or not self.base_as_lora or self.identity_lora is not None:
-            return self
-        from serve.identity_lora import write_identity_adapter
-
-        template = Path(next(iter(self.lora_modules.values())))
-        return replace(self, identity_lora=str(write_identity_adapter(template, cache_root)))
 
     @property
     def url(self) -> str:
@@ -78,7 +55,7 @@ class EngineSpec:
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model,
-            "--served-model-name", self.raw_name,
+            "--served-model-name", self.served_name,
             "--host", self.host,
             "--port", str(self.port),
             "--max-model-len", str(self.max_model_len),
@@ -88,10 +65,7 @@ class EngineSpec:
         if self.lora_modules:
             cmd += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
                     "--max-loras", str(self.max_loras), "--lora-modules"]
-            modules = dict(self.lora_modules)
-            if self.serves_identity:
-                modules = {self.served_name: str(self.identity_lora), **modules}
-            cmd += [f"{name}={path}" for name, path in modules.items()]
+            cmd += [f"{name}={path}" for name, path in self.lora_modules.items()]
             if self.lora_target_modules:
                 cmd += ["--lora-target-modules", *self.lora_target_modules]
         return [*cmd, *self.extra_args]
@@ -134,7 +108,6 @@ class EngineProcess:
 
     def start(self) -> None:
         self.spec.validate()
-        self.spec = self.spec.with_identity_lora()
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting vLLM: %s", " ".join(self.spec.command()))

@@ -29,7 +29,7 @@ def engine_spec(settings: Any, catalog: Catalog) -> EngineSpec:
     return EngineSpec(
         model=resolve_base_model(settings.base_model, data_dir), served_name="base",
         port=settings.vllm_port, lora_modules=dict(catalog.paths),
-        max_lora_rank=lora_rank_for(catalog.rank), max_loras=min(len(catalog.paths) + 1, 8),
+        max_lora_rank=lora_rank_for(catalog.rank), max_loras=max(1, min(len(catalog.paths), 8)),
         max_model_len=settings.vllm_max_model_len, kvcache_gib=settings.vllm_kvcache_gib,
         extra_args=tuple(settings.vllm_extra_args),
     )

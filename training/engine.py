@@ -26,7 +26,7 @@ def engine_url(settings: Settings, url: str | None, lora_modules: Mapping[str, s
     spec = EngineSpec(
         model=resolve_base_model(settings.base_model, settings.data_dir), served_name="base",
         port=settings.vllm_port, lora_modules=dict(lora_modules), max_lora_rank=max_lora_rank,
-        max_loras=min(len(lora_modules) + 1, 8), max_model_len=settings.vllm_max_model_len,
+        max_loras=max(1, min(len(lora_modules), 8)), max_model_len=settings.vllm_max_model_len,
         kvcache_gib=settings.vllm_kvcache_gib, dtype="float32",
         extra_args=tuple(settings.vllm_extra_args),
     )
