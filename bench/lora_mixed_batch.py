@@ -29,10 +29,9 @@ TOLERANCE = 1e-3  # fp32 sums differ by ~1e-5 with the batch's composition; an a
 MESSAGES = [{"role": "user", "content": "I failed my exam today and I feel terrible."}]
 
 
-def first_logprob(client: OpenAI, model: str) -> float:
-    """Logprob of the first reply token (from the prefill) plus those of the next 7 (decode steps: vLLM's CPU
-    LoRA path runs other code there, and as it is applies the last slot's adapter even to a batch of base
-    requests alone)."""
+def reply_logprob(client: OpenAI, model: str) -> float:
+    """Sum of the logprobs of 8 greedy reply tokens: the first from the prefill, the rest from decode steps
+    (vLLM's CPU LoRA path runs other code for the two)."""
     reply = client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=8, temperature=0,
                                            logprobs=True, extra_body={"ignore_eos": True})
     assert reply.choices[0].logprobs is not None and reply.choices[0].logprobs.content
@@ -76,9 +75,9 @@ def run(spec: EngineSpec, log_file: Path, plugin: bool) -> tuple[int, float]:
         client = OpenAI(base_url=f"{engine.url}/v1", api_key="EMPTY")
         names = ["base", *spec.lora_modules]
         # Adapters first: base is then asked alone with every slot in use.
-        alone = {m: first_logprob(client, m) for m in [*spec.lora_modules, "base"]}
+        alone = {m: reply_logprob(client, m) for m in [*spec.lora_modules, "base"]}
         with ThreadPoolExecutor(3 * len(names)) as pool:
-            mixed = list(pool.map(lambda m: (m, first_logprob(client, m)), names * 3))
+            mixed = list(pool.map(lambda m: (m, reply_logprob(client, m)), names * 3))
         print(f"\n{'with our plugin' if plugin else 'vLLM as is'}")
         print(f"{'model':32} {'alone':>10} {'in a mixed batch':>18}")
         wrong = 0
@@ -104,13 +103,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8055)
     args = parser.parse_args()
     mods = modules(args.data_dir)
-    summary = {}
     spec = EngineSpec(model=str(args.data_dir / "models" / "smollm2-135m-instruct"), served_name="base",
                       port=args.port, lora_modules=mods, max_lora_rank=16, max_loras=args.max_loras,
                       max_model_len=1024, kvcache_gib=1, dtype="float32")
-    for plugin in (False, True):
-        summary[plugin] = run(spec, args.data_dir / "logs" / "vllm-mixed-batch.log", plugin)
-    (wrong_raw, rate_raw), (wrong_fixed, rate_fixed) = summary[False], summary[True]
+    log_file = args.data_dir / "logs" / "vllm-mixed-batch.log"
+    (wrong_raw, rate_raw), (wrong_fixed, rate_fixed) = (run(spec, log_file, p) for p in (False, True))
     print(f"\nmodels whose mixed-batch output differs from alone: vLLM as is {wrong_raw}, "
           f"with our plugin {wrong_fixed}")
     print(f"base-only throughput: vLLM as is {rate_raw:.1f} tokens/s, with our plugin {rate_fixed:.1f} "

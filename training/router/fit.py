@@ -116,19 +116,18 @@ def routing_metrics(probs: np.ndarray, nll: np.ndarray, grid: Sequence[float]) -
     rows = np.arange(len(nll))
     argmax = probs.argmax(1)
     expected = nearest_index(grid, probs @ np.asarray(grid, dtype=np.float64))
-    fixed = {f"{w:g}": float(nll[:, i].mean()) for i, w in enumerate(grid)}
-    best_fixed = min(fixed, key=fixed.__getitem__)
-    best_column = list(fixed).index(best_fixed)
+    means = nll.mean(0)
+    best = int(means.argmin())
     return {
         "n": len(nll),
-        "fixed": fixed,
-        "best_fixed": best_fixed,
+        "fixed": {f"{w:g}": float(means[i]) for i, w in enumerate(grid)},
+        "best_fixed": f"{grid[best]:g}",
         "router_argmax": float(nll[rows, argmax].mean()),
         "router_expected": float(nll[rows, expected].mean()),
         "oracle": float(nll.min(1).mean()),
         # Paired per sample (same replies, two choices): negative means the router is better. The best fixed
         # blend is picked on these same samples, so the interval is, if anything, unfair to the router.
-        "router_minus_best_fixed": mean_ci((nll[rows, argmax] - nll[:, best_column]).tolist()),
+        "router_minus_best_fixed": mean_ci((nll[rows, argmax] - nll[:, best]).tolist()),
         "choice_counts": {f"{w:g}": int((argmax == i).sum()) for i, w in enumerate(grid)},
         "oracle_counts": {f"{w:g}": int((nll.argmin(1) == i).sum()) for i, w in enumerate(grid)},
     }
