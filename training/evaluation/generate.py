@@ -1,4 +1,5 @@
-"""Replies for an evaluation run: the served model of each sample, and greedy generation through vLLM."""
+"""Replies for an evaluation run: the served model of each sample, and generation through vLLM (greedy
+by default) or any OpenAI-compatible endpoint such as the gateway."""
 
 from __future__ import annotations
 
@@ -68,18 +69,29 @@ def routed_models(data_dir: Path, contexts: Sequence[Sequence[dict[str, str]]]
     return [names[round(w, 6)] for w in weights], weights
 
 
-def generate_one(client: Any, model: str, messages: Sequence[dict[str, str]], max_tokens: int) -> str:
-    response = client.chat.completions.create(model=model, messages=list(messages), temperature=0.0,
-                                              max_tokens=max_tokens)
+def request_fields(max_tokens: int | None, greedy: bool = True) -> dict[str, Any]:
+    """The sampling fields a request sends: `temperature: 0` when greedy, `max_tokens` when given; a request
+    with neither takes the server's defaults."""
+    fields: dict[str, Any] = {"temperature": 0.0} if greedy else {}
+    if max_tokens is not None:
+        fields["max_tokens"] = max_tokens
+    return fields
+
+
+def generate_one(client: Any, model: str, messages: Sequence[dict[str, str]], max_tokens: int | None,
+                 greedy: bool = True) -> str:
+    response = client.chat.completions.create(model=model, messages=list(messages),
+                                              **request_fields(max_tokens, greedy))
     return (response.choices[0].message.content or "").strip()
 
 
 def generate(client: Any, models: Sequence[str], contexts: Sequence[Sequence[dict[str, str]]],
-             max_tokens: int, concurrency: int) -> list[str]:
-    """Greedy replies, one per context, each from its own served model (vLLM batches them across LoRAs)."""
+             max_tokens: int | None, concurrency: int, greedy: bool = True) -> list[str]:
+    """One reply per context, each from its own served model (vLLM batches them across LoRAs); greedy by
+    default, else with the server's sampling defaults."""
     from tqdm import tqdm
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = [pool.submit(generate_one, client, m, c, max_tokens)
+        futures = [pool.submit(generate_one, client, m, c, max_tokens, greedy)
                    for m, c in zip(models, contexts, strict=True)]
         return [f.result() for f in tqdm(futures, desc="generate", unit="reply")]

@@ -1,4 +1,4 @@
-"""One evaluation run (generate -> metrics -> judge -> `<data_dir>/eval/<run>.json`) and the table."""
+"""One evaluation run: generate -> metrics -> judge -> `<data_dir>/eval/<run>.json` (the table: table.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,6 @@ from training.evaluation.metrics import all_metrics
 
 log = logging.getLogger("empathy.eval")
 
-COLUMNS = [("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"), ("bleu4", "BLEU-4"),
-           ("rouge1", "R-1"), ("rouge2", "R-2"), ("rougeL", "R-L"), ("dist1", "Dist-1"), ("dist2", "Dist-2"),
-           ("f1", "F1"), ("avg_len", "Len"), ("judge_s", "S"), ("judge_r", "R")]
-
-
 def eval_dir(data_dir: Path) -> Path:
     return data_dir / "eval"
 
@@ -44,9 +39,10 @@ def eval_samples(settings: Settings, split: str, limit: int | None) -> list[Samp
     return samples[:limit] if limit else samples
 
 
-def judge_means(spec: str, settings: Settings, samples: Sequence[Sample], replies: Sequence[str]
-                ) -> dict[str, float | int]:
-    """Mean S and R of the generated replies under the judge `spec` (failed verdicts are left out)."""
+def judge_scores(spec: str, settings: Settings, samples: Sequence[Sample], replies: Sequence[str]
+                 ) -> tuple[dict[str, float | int], list[tuple[float, float] | None]]:
+    """Mean S and R of the generated replies under the judge `spec` (failed verdicts are left out), and each
+    reply's (S, R) (None where the verdict failed), which the table's bootstrap intervals resample."""
     from selection.judges import make_judge
 
     judged = [make_sample(split=s.split, conv_id=s.conv_id, turn=s.turn, context=s.context, response=r,
@@ -62,11 +58,13 @@ def judge_means(spec: str, settings: Settings, samples: Sequence[Sample], replie
         finally:
             await judge.aclose()
 
-    scores = [s for s in asyncio.run(score_all()) if s.ok]
-    if not scores:
-        return {"judge_n": 0}
-    return {"judge_s": sum(s.sensibility for s in scores) / len(scores),
-            "judge_r": sum(s.rationality for s in scores) / len(scores), "judge_n": len(scores)}
+    per_sample = [(float(s.sensibility), float(s.rationality)) if s.ok else None
+                  for s in asyncio.run(score_all())]
+    ok = [v for v in per_sample if v is not None]
+    if not ok:
+        return {"judge_n": 0}, per_sample
+    return {"judge_s": sum(v[0] for v in ok) / len(ok), "judge_r": sum(v[1] for v in ok) / len(ok),
+            "judge_n": len(ok)}, per_sample
 
 
 def write_run(data_dir: Path, name: str, body: dict[str, Any]) -> Path:
@@ -129,13 +127,17 @@ def run_evals(settings: Settings, models: Sequence[str], split: str, limit: int 
 def finish_run(settings: Settings, plan: Planned, samples: Sequence[Sample], replies: Sequence[str],
                seconds: float, split: str, judge: str | None) -> Path:
     metrics: dict[str, Any] = all_metrics(replies, [s.response for s in samples])
+    verdicts: list[tuple[float, float] | None] = [None] * len(samples)
     if judge:
-        metrics.update(judge_means(judge, settings, samples, replies))
+        means, verdicts = judge_scores(judge, settings, samples, replies)
+        metrics.update(means)
+    outputs = [{"id": s.id, "reply": r, "reference": s.response, "model": m,
+                **({"judge_s": v[0], "judge_r": v[1]} if v is not None else {})}
+               for s, r, m, v in zip(samples, replies, plan.served, verdicts, strict=True)]
     body = {"model": plan.label, "split": split, "n": len(samples), "metrics": metrics,
             "generation_seconds": round(seconds, 1), "max_tokens": settings.eval_max_tokens, "judge": judge,
             "served": dict(Counter(plan.served)), "weights": dict(Counter(f"{w:g}" for w in plan.weights)),
-            "outputs": [{"id": s.id, "reply": r, "reference": s.response, "model": m}
-                        for s, r, m in zip(samples, replies, plan.served, strict=True)]}
+            "outputs": outputs}
     return write_run(settings.data_dir, run_name(plan.label, split, len(samples)), body)
 
 
@@ -161,19 +163,3 @@ def load_runs(data_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             log.warning("skipping %s: not valid JSON", path)
     return runs
-
-
-def render_table(runs: Sequence[dict[str, Any]]) -> str:
-    """All runs side by side, like the paper's table (metrics x100 except Len, S and R)."""
-    header = ["Model", "Split", "N", *[title for _, title in COLUMNS], "Gen s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        m = run.get("metrics", {})
-        cells = [str(run.get("model")), str(run.get("split")), str(run.get("n"))]
-        for key, _ in COLUMNS:
-            value = m.get(key)
-            scale = 1.0 if key in {"avg_len", "judge_s", "judge_r"} else 100.0
-            cells.append("-" if value is None else f"{value * scale:.2f}")
-        cells.append(str(run.get("generation_seconds", "-")))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
