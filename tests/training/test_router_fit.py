@@ -65,9 +65,14 @@ def test_fit_router_reports_heldout_metrics() -> None:
     x, nll = synthetic(200, seed=2)
     convs = [f"c{i // 2}" for i in range(200)]
     _, metrics = fit_router(x, nll, convs, GRID, temperature=0.1, holdout=0.25, l2=1e-2)
-    held = metrics["heldout"]
-    assert set(held["fixed"]) == {"0", "0.5", "1"}
-    assert held["oracle"] <= held["router_argmax"] < min(held["fixed"].values())
+    held, mask = metrics["heldout"], holdout_mask(convs, 0.25)
+    # The held-out numbers are those of the held-out rows (recomputed here from the NLL table)...
+    assert held["n"] == int(mask.sum()) > 0
+    assert held["fixed"] == pytest.approx({f"{w:g}": float(nll[mask, j].mean()) for j, w in enumerate(GRID)})
+    assert held["oracle"] == pytest.approx(float(nll[mask].min(axis=1).mean()))
+    # ...and the router learned the signal: far better than any fixed blend, near the oracle.
+    assert held["router_argmax"] < min(held["fixed"].values()) - 0.2
+    assert held["router_argmax"] - held["oracle"] < 0.3
 
 
 def test_cross_validated_l2_routes_on_signal() -> None:
