@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from empathy.db import make_engine
-from serve import errors
+from serve import errors, openapi
 from serve.api import admin, experiments_api, feedback, health, openai_api
 from serve.catalog import Catalog, load_catalog
 from serve.engine import EngineSupervisor
@@ -39,13 +39,14 @@ def create_app(settings: Any, *, catalog: Catalog | None = None, supervisor: Eng
                  store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
                  sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router)
     app = FastAPI(title="empathy-router gateway", version="0.1.0", lifespan=lifespan_for(gw, owns),
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
     app.state.gateway = gw
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (openai_api, feedback, experiments_api, health, admin):
+    for module in (openai_api, feedback, experiments_api, health, admin, openapi):
         app.include_router(module.router)
     app.include_router(experiments_api.admin)
+    app.openapi = lambda: openapi.build_openapi(app)  # type: ignore[method-assign]
     if settings.ui_enabled if mount_ui is None else mount_ui:
         app = _mount_ui(app, settings)
     return app

@@ -19,10 +19,19 @@ def _matches(token: str | None, keys: list[str]) -> bool:
     return token is not None and any(hmac.compare_digest(token, key) for key in keys)
 
 
-async def require_api_key(request: Request) -> None:
+def valid_key(request: Request, token: str | None) -> bool:
+    """`token` is one of EMPATHY_API_KEYS (or the admin key, which is also an API key)."""
     settings = request.app.state.gateway.settings
-    keys = [*settings.api_keys, *([settings.admin_key] if settings.admin_key else [])]
-    if settings.api_keys and not _matches(bearer(request), keys):
+    return _matches(token, [*settings.api_keys, *([settings.admin_key] if settings.admin_key else [])])
+
+
+def is_admin(request: Request, token: str | None) -> bool:
+    admin_key = request.app.state.gateway.settings.admin_key
+    return bool(admin_key) and _matches(token, [admin_key])
+
+
+async def require_api_key(request: Request) -> None:
+    if request.app.state.gateway.settings.api_keys and not valid_key(request, bearer(request)):
         raise APIError(401, "invalid or missing API key: send `Authorization: Bearer <key>` with a key "
                        "from EMPATHY_API_KEYS.", code="invalid_api_key")
 

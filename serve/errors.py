@@ -34,14 +34,21 @@ class APIError(Exception):
                  type_: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
-        self.param = param
+        self.message = _printable(message, 2000)
+        self.param = _printable(param, 200) if param is not None else None
         self.code = code
         self.type = type_ or _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _printable(text: str, limit: int) -> str:
+    """Text that can always be sent (a client's lone surrogate escaped) and is never huge (a client's 1 MB
+    model name is not echoed whole)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> APIError:
@@ -56,6 +63,9 @@ def from_exception(exc: Exception) -> APIError:
     """Map any exception to an APIError (the only mapping in the gateway)."""
     if isinstance(exc, APIError):
         return exc
+    if type(exc).__name__ in {"ClientGone", "ClientDisconnect"}:
+        return APIError(499, "the client closed the connection before the reply; the work was cancelled.",
+                        code="client_closed")
     if isinstance(exc, StarletteHTTPException):
         return APIError(exc.status_code, str(exc.detail), code=_http_code(exc.status_code))
     if isinstance(exc, RequestValidationError):
@@ -87,11 +97,21 @@ def error_response(err: APIError, request_id: str | None = None) -> JSONResponse
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
 
 
-def _count(request: Request, err: APIError) -> None:
-    gateway = getattr(request.app.state, "gateway", None)
-    model = getattr(request.state, "model", None) or "-"
+def count(scope_state: Any, app_state: Any, err: APIError) -> None:
+    """One error in the metrics (model label from the closed set: a client never mints a series)."""
+    gateway = getattr(app_state, "gateway", None)
     if gateway is not None:
+        model = gateway.model_label(getattr(scope_state, "model", None)) or "-"
         gateway.metrics.errors.labels(model, str(err.status)).inc()
+
+
+def log_error(err: APIError, exc: BaseException) -> None:
+    if err.status == 499:
+        log.info("request abandoned: %s", err.message)
+    elif err.status >= 500 and not isinstance(exc, APIError):
+        log.error("request failed: %s", err.message, exc_info=exc)
+    elif err.status >= 500:
+        log.warning("request failed: %s", err.message)
 
 
 def install(app: FastAPI) -> None:
@@ -99,15 +119,13 @@ def install(app: FastAPI) -> None:
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         err = from_exception(exc)
-        _count(request, err)
-        if err.status >= 500 and not isinstance(exc, APIError):
-            log.error("request failed: %s", err.message, exc_info=True)
-        elif err.status >= 500:
-            log.warning("request failed: %s", err.message)
+        count(request.state, request.app.state, err)
+        log_error(err, exc)
         return error_response(err, getattr(request.state, "request_id", None))
 
-    # Named classes go to Starlette's exception middleware (handled, not re-raised); only truly
-    # unexpected exceptions reach the catch-all, which logs them with a traceback.
-    for kind in (APIError, StarletteHTTPException, RequestValidationError, ValidationError, EmpathyError,
-                 Exception):
+    # Named classes go to Starlette's exception middleware (handled, not re-raised). Anything else is
+    # answered by `serve.middleware` (a 500 in this shape, on a connection that stays usable): a handler
+    # for `Exception` here would go to Starlette's ServerErrorMiddleware, which re-raises after answering,
+    # so the server drops the keep-alive connection without saying so.
+    for kind in (APIError, StarletteHTTPException, RequestValidationError, ValidationError, EmpathyError):
         app.add_exception_handler(kind, handle)

@@ -9,22 +9,37 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from empathy.errors import ConfigError
 
 
 class Arm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
-    model: str = Field(min_length=1, description="A gateway model name or `blend:<weight>`.")
-    weight: float = Field(default=1.0, gt=0, description="Relative share of the experiment's traffic.")
+    model: str = Field(min_length=1, max_length=128, description="A gateway model name or `blend:<weight>`.")
+    weight: float = Field(default=1.0, gt=0, le=1e6, allow_inf_nan=False,
+                          description="Relative share of the experiment's traffic (finite, > 0).")
 
 
 class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
     active: bool = True
-    description: str = ""
-    arms: list[Arm] = Field(min_length=1)
+    description: str = Field(default="", max_length=2000)
+    arms: list[Arm] = Field(min_length=1, max_length=32)
+    created: float | None = Field(
+        default=None, allow_inf_nan=False,
+        description="Set by the gateway when the experiment is created (Unix time; any value sent is "
+        "ignored): its results count only traffic from then on.",
+    )
 
     @field_validator("arms")
     @classmethod

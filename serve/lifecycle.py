@@ -56,7 +56,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval)
             restarts = (lambda: gw.supervisor.restarts) if gw.supervisor else (lambda: 0)
             gw.metrics.watch_engines(EngineCollector(restarts, lambda: [
-                (u.url, u.healthy, u.outstanding) for u in gw.pool.upstreams] if gw.pool else []))
+                (str(i), u.healthy, u.outstanding)
+                for i, u in enumerate(gw.pool.upstreams)] if gw.pool else []))
             await gw.pool.check_all()
             gw.pool.start()
             await _load(gw)

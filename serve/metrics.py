@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -12,8 +12,20 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 WEIGHT_BUCKETS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 
 
+OTHER = "other"
+
+
+def closed_label(value: str | None, known: Collection[str]) -> str:
+    """`value` when it is one of `known` (served models, experiment arms), else `other`: a client never
+    mints a label (each would be a new series, kept until restart)."""
+    if not value:
+        return ""
+    return value if value in known else OTHER
+
+
 class EngineCollector(Collector):
-    """Reads the engines' state at scrape time (restarts are counted by the supervisor thread)."""
+    """Reads the engines' state at scrape time (restarts are counted by the supervisor thread). Engines
+    are labelled by their position (`engine="0"`), never by URL or PID."""
 
     def __init__(self, restarts: Callable[[], int],
                  upstreams: Callable[[], list[tuple[str, bool, int]]]) -> None:
@@ -23,12 +35,12 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("empathy_engine_restarts", "Restarts of the supervised vLLM child.",
                                   value=self._restarts())
-        up = GaugeMetricFamily("empathy_upstream_up", "1 when the vLLM engine is healthy.", labels=["url"])
+        up = GaugeMetricFamily("empathy_upstream_up", "1 when the vLLM engine is healthy.", labels=["engine"])
         busy = GaugeMetricFamily("empathy_upstream_outstanding", "Requests in flight per engine.",
-                                 labels=["url"])
-        for url, healthy, outstanding in self._upstreams():
-            up.add_metric([url], 1.0 if healthy else 0.0)
-            busy.add_metric([url], float(outstanding))
+                                 labels=["engine"])
+        for name, healthy, outstanding in self._upstreams():
+            up.add_metric([name], 1.0 if healthy else 0.0)
+            busy.add_metric([name], float(outstanding))
         yield up
         yield busy
 

@@ -1,4 +1,5 @@
-"""Request ids and one structured access-log line per request (a plain ASGI middleware: no buffering)."""
+"""Request ids, one structured access-log line per request, and the last word on errors (a plain ASGI
+middleware: no buffering)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import time
 import uuid
 from typing import Any
 
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.errors import count, error_response, from_exception, log_error
 
 log = logging.getLogger("empathy.serve.access")
 
@@ -21,25 +25,48 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or f"req-{uuid.uuid4().hex[:16]}"
+        given = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = given or f"req-{uuid.uuid4().hex[:16]}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status: dict[str, Any] = {"code": 500}
+        status: dict[str, Any] = {"code": 500, "started": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
                 raw = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message["headers"] = [*raw, (b"x-request-id", request_id.encode())]
+                message["headers"] = [*raw, (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if status["started"]:
+                raise  # mid-response: only closing the connection can tell the client
+            await self._answer(scope, exc, send_with_id, request_id)
         finally:
-            state = scope.get("state", {})
-            route = state.get("route")
-            log.info("request", extra={"request_id": request_id, "method": scope["method"],
-                                       "path": scope["path"], "status": status["code"],
-                                       "ms": round((time.perf_counter() - started) * 1000, 1),
-                                       "model": state.get("model"),
-                                       "route": route.header() if route is not None else None})
+            self._log(scope, request_id, status["code"], started)
+
+    @staticmethod
+    async def _answer(scope: Scope, exc: Exception, send: Send, request_id: str) -> None:
+        """An unexpected error (or a client that left) as an OpenAI-shaped response; the connection stays
+        usable."""
+        err = from_exception(exc)
+        app = scope.get("app")
+        count(State(scope.get("state", {})), getattr(app, "state", None), err)
+        log_error(err, exc)
+        await error_response(err, request_id)(scope, _no_body, send)
+
+    @staticmethod
+    def _log(scope: Scope, request_id: str, code: int, started: float) -> None:
+        state = scope.get("state", {})
+        route = state.get("route")
+        log.info("request", extra={"request_id": request_id, "method": scope["method"],
+                                   "path": scope["path"], "status": code,
+                                   "ms": round((time.perf_counter() - started) * 1000, 1),
+                                   "model": state.get("model"),
+                                   "route": route.header() if route is not None else None})
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}

@@ -49,5 +49,6 @@ def experiment_results(exp: Experiment, data: dict[str, Any], bootstrap_rounds: 
             "bradley_terry": strengths[arm.name],
             **_latency(data["latency"], arm.name),
         })
-    return {"experiment": exp.name, "active": exp.active, "votes": len(votes), "arms": per_arm,
+    return {"experiment": exp.name, "active": exp.active, "since": exp.created, "votes": len(votes),
+            "arms": per_arm,
             "pairwise": pairwise_table(votes, arms)}

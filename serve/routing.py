@@ -46,13 +46,20 @@ def session_key(headers: Mapping[str, str], body: Mapping[str, Any]) -> str:
     """The conversation's identity: `x-session-id`, else `user`, else a hash of the first user message
     (which stays the same on every later turn of the conversation)."""
     if headers.get("x-session-id"):
-        return f"session:{headers['x-session-id']}"
+        return _bounded(f"session:{headers['x-session-id']}")
     if isinstance(body.get("user"), str) and body["user"]:
-        return f"user:{body['user']}"
+        return _bounded(f"user:{body['user']}")
     first = next((m.get("content") for m in body.get("messages") or [] if isinstance(m, dict)
                   and m.get("role") == "user"), body.get("prompt", ""))
     digest = hashlib.sha256(json.dumps(first, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"first:{digest}"
+
+
+def _bounded(key: str, limit: int = 200) -> str:
+    """Long identities are stored by their hash (the store keeps at most 256 characters)."""
+    if len(key) <= limit:
+        return key
+    return f"{key.split(':', 1)[0]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def snap(weight: Any, grid: Sequence[float], param: str = "empathy.blend") -> float:

@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings
+
+
+class SamplingDefaults(BaseModel):
+    """Sampling fields added to a completion request that leaves them out (None: not added)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(default=0.7, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
+    repetition_penalty: float | None = Field(
+        default=1.2, gt=0, le=2, allow_inf_nan=False,
+        description="vLLM's multiplicative penalty on tokens already in the prompt or reply (1: none); "
+        "added also when the request sets only `temperature`, so greedy replies do not loop.",
+    )
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=160, ge=1)
+
+    def merged(self, other: SamplingDefaults | None) -> SamplingDefaults:
+        """These defaults with the fields `other` sets explicitly taking precedence."""
+        return self if other is None else self.model_copy(update=other.model_dump(exclude_unset=True))
 
 
 class ServeSettings(BaseSettings):
@@ -45,5 +66,57 @@ class ServeSettings(BaseSettings):
         default=2.0, gt=0, description="Seconds between health checks of each vLLM engine."
     )
     upstream_timeout: float = Field(
-        default=600.0, gt=0, description="Seconds a request to vLLM may take before it fails with 504."
+        default=600.0, gt=0,
+        description="Seconds a request to vLLM may take before it fails with 504 (a request whose client "
+        "goes away is cancelled at once, upstream too).",
     )
+    body_timeout: float = Field(
+        default=30.0, gt=0,
+        description="Seconds a client may take to send its whole request body; a slower or stalled body "
+        "gets 408 and the connection is closed.",
+    )
+    max_json_depth: int = Field(
+        default=32, ge=4, le=500,
+        description="Deepest nesting of arrays and objects accepted in a request body; deeper gets 400.",
+    )
+    max_n: int = Field(
+        default=4, ge=1, le=128,
+        description="Most choices one completion request may ask for (`n`, times the number of prompts of "
+        "a batched text completion); more gets 400.",
+    )
+    max_tokens_cap: int = Field(
+        default=1024, ge=1,
+        description="Largest `max_tokens` / `max_completion_tokens` a request may ask for; more gets 400.",
+    )
+    upstream_retries: int = Field(
+        default=1, ge=0, le=5,
+        description="Times a request is sent again after a broken connection to vLLM before any reply "
+        "byte reached the client (the engine is not taken out for it).",
+    )
+    docs_access: Literal["open", "loopback", "key", "off"] = Field(
+        default="loopback",
+        description="Who may read /docs and /openapi.json: `open` anyone; `loopback` clients on this "
+        "machine without a key, others with an API or admin key; `key` only with a key (open when no keys "
+        "are configured); `off` nobody (404).",
+    )
+    metrics_access: Literal["open", "loopback", "key", "off"] = Field(
+        default="loopback", description="Who may read /metrics (same values as EMPATHY_DOCS_ACCESS).",
+    )
+    sampling_defaults: SamplingDefaults = Field(
+        default_factory=lambda: SamplingDefaults(),
+        description="Sampling fields the gateway adds to a completion request that leaves them out (the "
+        "client's values always win): greedy or vLLM-default replies of these small models loop.",
+    )
+    model_sampling: dict[str, SamplingDefaults] = Field(
+        default={},
+        description='Per-model sampling defaults by gateway model name (e.g. {"base": {"temperature": '
+        '0.5}}); fields left out there come from EMPATHY_SAMPLING_DEFAULTS.',
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_caps(self) -> ServeSettings:
+        for name, defaults in {"sampling_defaults": self.sampling_defaults, **self.model_sampling}.items():
+            if defaults.max_tokens is not None and defaults.max_tokens > self.max_tokens_cap:
+                raise ValueError(f"{name}: max_tokens {defaults.max_tokens} exceeds EMPATHY_MAX_TOKENS_CAP "
+                                 f"{self.max_tokens_cap}; lower one or raise the other.")
+        return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,7 +13,7 @@ from empathy.errors import EmpathyError
 from serve.catalog import Catalog, load_catalog
 from serve.engine import EngineSupervisor
 from serve.experiments import Experiment, check_arms, load_experiments_file
-from serve.metrics import GatewayMetrics
+from serve.metrics import GatewayMetrics, closed_label
 from serve.routing import StickyCache
 from serve.store import Store
 from serve.upstreams import UpstreamPool
@@ -41,14 +42,30 @@ class Gateway:
     def models(self) -> list[str]:
         return [*self.catalog.gateway_models(), *(n for n, e in self.experiments.items() if e.active)]
 
+    def model_label(self, model: str | None) -> str:
+        """The metric label of a model name: served models and experiments, else `other`."""
+        return closed_label(model, {*self.catalog.gateway_models(), *self.experiments})
+
+    def arm_label(self, arm: str | None) -> str:
+        return closed_label(arm, {a.name for e in self.experiments.values() for a in e.arms})
+
     async def refresh_experiments(self) -> None:
         found = await asyncio.to_thread(self.store.experiments)
         self.experiments = {e.name: e for e in found}
 
-    async def put_experiment(self, exp: Experiment) -> None:
+    async def put_experiment(self, exp: Experiment) -> Experiment:
+        """Create or replace `exp`; it keeps the creation time of the experiment it replaces."""
         check_arms(exp, self.catalog.gateway_models(), self.catalog.grid)
+        old = self.experiments.get(exp.name)
+        exp = exp.model_copy(update={"created": old.created if old and old.created else time.time()})
         await asyncio.to_thread(self.store.save_experiment, exp)
         await self.refresh_experiments()
+        return exp
+
+    async def delete_experiment(self, name: str) -> bool:
+        deleted = await asyncio.to_thread(self.store.delete_experiment, name)
+        await self.refresh_experiments()
+        return deleted
 
     async def load_experiments_file(self, path: Path) -> None:
         for exp in load_experiments_file(path):

@@ -7,14 +7,18 @@ Every function opens its own short transaction (callers run them in a thread: ne
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Engine, Float, ForeignKey, Index, Integer, String, func, select
+from pydantic import ValidationError
+from sqlalchemy import JSON, Boolean, Engine, Float, ForeignKey, Index, Integer, String, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from serve.experiments import Experiment
+
+log = logging.getLogger("empathy.serve")
 
 
 class Base(DeclarativeBase):
@@ -142,9 +146,24 @@ class Store:
             s.merge(ExperimentRow(name=exp.name, definition=exp.model_dump(), updated=time.time()))
 
     def experiments(self) -> list[Experiment]:
+        """Every stored experiment that is still valid; a row that is not (written by another version,
+        or by hand) is skipped with a warning instead of breaking every listing."""
         with Session(self.engine) as s:
-            rows = s.scalars(select(ExperimentRow).order_by(ExperimentRow.name)).all()
-            return [Experiment.model_validate(r.definition) for r in rows]
+            rows = s.execute(select(ExperimentRow.name, ExperimentRow.definition)
+                             .order_by(ExperimentRow.name)).all()
+        found = []
+        for name, definition in rows:
+            try:
+                found.append(Experiment.model_validate(definition))
+            except (ValidationError, TypeError, ValueError) as exc:
+                log.warning("stored experiment %r is invalid and ignored (%s); DELETE /v1/experiments/%s "
+                            "removes it", name, str(exc).splitlines()[0], name)
+        return found
+
+    def delete_experiment(self, name: str) -> bool:
+        """Remove the experiment's definition (its completions and feedback stay, as history)."""
+        with Session(self.engine) as s, s.begin():
+            return s.execute(delete(ExperimentRow).where(ExperimentRow.name == name)).rowcount > 0
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as s:
@@ -152,18 +171,21 @@ class Store:
                     for table in (CompletionRow, AssignmentRow, RatingRow, PairwiseRow)}
 
     def experiment_data(self, exp: Experiment) -> dict[str, Any]:
-        """Raw rows the results of one experiment are computed from."""
-        arm_models = {a.model: a.name for a in exp.arms}
+        """Raw rows the results of one experiment are computed from: only its own traffic (completions
+        it assigned or that named one of its arms), from its creation on."""
+        since = exp.created or 0.0
+        arms = [a.name for a in exp.arms]
         with Session(self.engine) as s:
             comps = s.scalars(select(CompletionRow).where(
-                (CompletionRow.experiment == exp.name) | CompletionRow.model.in_(list(arm_models)))).all()
-            arm_of = {c.id: (c.arm if c.experiment == exp.name else arm_models.get(c.model)) for c in comps}
+                CompletionRow.experiment == exp.name, CompletionRow.arm.in_(arms),
+                CompletionRow.created >= since)).all()
+            arm_of: dict[str, str | None] = {c.id: c.arm for c in comps}
             ratings = s.execute(select(RatingRow.completion_id, RatingRow.value, RatingRow.scale)
                                 .where(RatingRow.completion_id.in_(list(arm_of)))).all()
             votes = s.execute(select(PairwiseRow.completion_a, PairwiseRow.completion_b, PairwiseRow.outcome)
                               .where(PairwiseRow.completion_a.in_(list(arm_of)))).all()
             assigned = s.execute(select(AssignmentRow.arm, func.count(func.distinct(AssignmentRow.subject)))
-                                 .where(AssignmentRow.experiment == exp.name)
+                                 .where(AssignmentRow.experiment == exp.name, AssignmentRow.created >= since)
                                  .group_by(AssignmentRow.arm)).all()
             latency = [(arm_of[c.id], c.latency_ms, c.ttft_ms) for c in comps]
         return {"arm_of": arm_of, "ratings": [tuple(r) for r in ratings], "votes": [tuple(v) for v in votes],

@@ -26,9 +26,10 @@ class Upstream:
     probe: Callable[[], tuple[bool, str]] | None = None  # -> (healthy, state)
     state: str = "unknown"
 
-    def describe(self) -> dict[str, object]:
-        return {"url": self.url, "healthy": self.healthy, "outstanding": self.outstanding,
-                "state": self.state}
+    def describe(self, index: int, private: bool = False) -> dict[str, object]:
+        """What /health shows; the URL only to the admin (`private`)."""
+        return {"engine": index, "healthy": self.healthy, "outstanding": self.outstanding,
+                "state": self.state, **({"url": self.url} if private else {})}
 
 
 def pick(upstreams: list[Upstream]) -> Upstream | None:

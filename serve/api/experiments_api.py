@@ -1,4 +1,4 @@
-"""Experiments: list and results for API users; create and edit for the admin."""
+"""Experiments: list and results for API users; create, edit and delete for the admin."""
 
 from __future__ import annotations
 
@@ -6,22 +6,17 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 
 from serve.auth import require_admin, require_api_key
 from serve.errors import APIError, bad_request
 from serve.experiments import Experiment
 from serve.results import experiment_results
+from serve.schemas import ERRORS, ExperimentDeleted, ExperimentList, ExperimentPatch, ExperimentResults
 from serve.state import Gateway
 from serve.validation import read_json
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
-admin = APIRouter(dependencies=[Depends(require_admin)])
-
-
-class ExperimentPatch(BaseModel):
-    active: bool | None = None
-    description: str | None = None
+router = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
+admin = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -35,47 +30,56 @@ def _get(gw: Gateway, name: str) -> Experiment:
     return gw.experiments[name]
 
 
-@router.get("/v1/experiments")
+@router.get("/v1/experiments", responses={200: {"model": ExperimentList}})
 async def list_experiments(request: Request) -> dict[str, Any]:
     gw = _gateway(request)
     return {"object": "list", "data": [e.model_dump() for e in gw.experiments.values()]}
 
 
-@router.get("/v1/experiments/{name}")
+@router.get("/v1/experiments/{name}", responses={200: {"model": Experiment}})
 async def get_experiment(name: str, request: Request) -> dict[str, Any]:
     return _get(_gateway(request), name).model_dump()
 
 
-@router.get("/v1/experiments/{name}/results")
+@router.get("/v1/experiments/{name}/results", responses={200: {"model": ExperimentResults}})
 async def results(name: str, request: Request) -> dict[str, Any]:
+    """Per arm, from the experiment's own traffic since its creation: requests it assigned, and requests
+    that named one of its arms."""
     gw = _gateway(request)
     exp = _get(gw, name)
     data = await asyncio.to_thread(gw.store.experiment_data, exp)
     return await asyncio.to_thread(experiment_results, exp, data)
 
 
-@admin.post("/v1/experiments")
+@admin.post("/v1/experiments", responses={200: {"model": Experiment}})
 async def create_experiment(request: Request) -> dict[str, Any]:
     gw = _gateway(request)
-    exp = Experiment.model_validate(await read_json(request, gw.settings.max_body_bytes))
-    await gw.put_experiment(exp)
-    return exp.model_dump()
+    exp = Experiment.model_validate(await read_json(request))
+    return (await gw.put_experiment(exp)).model_dump()
 
 
-@admin.put("/v1/experiments/{name}")
+@admin.put("/v1/experiments/{name}", responses={200: {"model": Experiment}})
 async def replace_experiment(name: str, request: Request) -> dict[str, Any]:
     gw = _gateway(request)
-    exp = Experiment.model_validate(await read_json(request, gw.settings.max_body_bytes))
+    exp = Experiment.model_validate(await read_json(request))
     if exp.name != name:
         raise bad_request(f"the body names experiment {exp.name!r} but the URL names {name!r}.", "name")
-    await gw.put_experiment(exp)
-    return exp.model_dump()
+    return (await gw.put_experiment(exp)).model_dump()
 
 
-@admin.patch("/v1/experiments/{name}")
+@admin.patch("/v1/experiments/{name}", responses={200: {"model": Experiment}})
 async def patch_experiment(name: str, request: Request) -> dict[str, Any]:
     gw = _gateway(request)
-    patch = ExperimentPatch.model_validate(await read_json(request, gw.settings.max_body_bytes))
+    patch = ExperimentPatch.model_validate(await read_json(request))
     exp = _get(gw, name).model_copy(update=patch.model_dump(exclude_none=True))
-    await gw.put_experiment(exp)
-    return exp.model_dump()
+    return (await gw.put_experiment(Experiment.model_validate(exp.model_dump()))).model_dump()
+
+
+@admin.delete("/v1/experiments/{name}", responses={200: {"model": ExperimentDeleted}})
+async def delete_experiment(name: str, request: Request) -> dict[str, Any]:
+    """Remove an experiment (also one whose stored row is no longer valid). Its completions and feedback
+    stay stored; an experiment created later under the same name counts only its own traffic."""
+    if not await _gateway(request).delete_experiment(name):
+        raise APIError(404, f"experiment {name!r} does not exist; GET /v1/experiments lists them.",
+                       param="name", code="experiment_not_found")
+    return {"name": name, "deleted": True}

@@ -3,49 +3,66 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from serve.auth import require_api_key
-from serve.proxy import Call, forward
+from serve.proxy import Call, forward, unless_client_leaves
 from serve.resolve import resolve
 from serve.routing import session_key
+from serve.sampling import defaults_for, with_defaults
+from serve.schemas import (
+    ERRORS,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ModelList,
+    completion_responses,
+)
 from serve.state import Gateway
 from serve.validation import check_chat, check_completion, read_json
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses={200: {"model": ModelList}})
 async def list_models(request: Request) -> dict[str, object]:
+    """Served models, each with the sampling defaults the gateway adds to requests that leave them out."""
     gw: Gateway = request.app.state.gateway
     created = int(time.time())
     return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": created, "owned_by": "empathy-router"}
+        {"id": name, "object": "model", "created": created, "owned_by": "empathy-router",
+         "sampling": defaults_for(gw.settings, name).model_dump()}
         for name in gw.models()
     ]}
 
 
-async def _complete(request: Request, path: str, chat: bool) -> Response:
+async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Response:
     gw: Gateway = request.app.state.gateway
     started = time.perf_counter()
-    body = await read_json(request, gw.settings.max_body_bytes)
-    model = check_chat(body) if chat else check_completion(body)
+    body: dict[str, Any] = await read_json(request)
+    check = check_chat if schema is ChatCompletionRequest else check_completion
+    model = check(body, gw.settings.max_n, gw.settings.max_tokens_cap)
     request.state.model = model
+    schema.model_validate(body)  # types and ranges of the known fields; the raw body is what is sent
     route = await resolve(gw, model, body, request.headers)
     request.state.route = route
+    body = with_defaults(body, defaults_for(gw.settings, model))
     body["model"] = route.adapter
     call = Call(path=path, model=model, body=body, route=route, subject=session_key(request.headers, body),
                 request_id=request.state.request_id, started=started)
-    return await forward(gw, call)
+    return await unless_client_leaves(request.receive, forward(gw, call))
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=completion_responses(ChatCompletion))
 async def chat_completions(request: Request) -> Response:
-    return await _complete(request, "/v1/chat/completions", chat=True)
+    return await _complete(request, "/v1/chat/completions", ChatCompletionRequest)
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=completion_responses(Completion))
 async def completions(request: Request) -> Response:
-    return await _complete(request, "/v1/completions", chat=False)
+    return await _complete(request, "/v1/completions", CompletionRequest)

@@ -83,7 +83,7 @@ def run_stats(hyps: Sequence[str], refs: Sequence[str],
 def _bleu(num: np.ndarray, den: np.ndarray, hyp_len: np.ndarray, ref_len: np.ndarray
           ) -> dict[str, np.ndarray]:
     """NLTK's corpus BLEU-1..4 (smoothing method 1, epsilon 1e-12) of summed counts, one row per resample."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         bp = np.where(hyp_len > ref_len, 1.0,
                       np.where(hyp_len == 0, 0.0, np.exp(1 - ref_len / np.maximum(hyp_len, 1e-300))))
         log_p = np.log(np.where(num > 0, num, m.BLEU_EPSILON) / den)
