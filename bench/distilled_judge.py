@@ -1,9 +1,11 @@
 """Throughput of the distilled judge on the default artifact: items/s through the real scoring runner and a
 throw-away SQLite store, and the projected time for the whole train split.
 
-    .venv/bin/python bench/distilled_judge.py [--n 3000] [--threads 2] [--name paper-minilm]
+    .venv/bin/python bench/distilled_judge.py [--n 3000 | --n 0 (all)] [--threads 2] [--name paper-lexical]
 
-Fits the default artifact first if it is missing (`ensure_default_judge`), which takes a while.
+Fits the default artifact first if it is missing (`ensure_default_judge`), which takes a while. The default
+judge is the lexical one (TF-IDF S/R + discard head); `--name paper-minilm` with EMPATHY_DISTILL_KIND=
+cross-encoder measures the cross-encoder.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=3000, help="train samples to score (random, seeded)")
+    parser.add_argument("--n", type=int, default=3000, help="train samples (random, seeded; 0 = all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (EMPATHY_DISTILL_THREADS)")
     parser.add_argument("--batch", type=int, default=None, help="samples per forward pass")
     parser.add_argument("--name", default=None, help="artifact name (EMPATHY_DISTILL_NAME)")
@@ -51,7 +53,7 @@ def main() -> None:
                             distill_name=args.name)
     spec = ensure_default_judge(settings)
     train = load_corpus(settings, "train").samples
-    samples = random.Random(0).sample(train, min(args.n, len(train)))
+    samples = random.Random(0).sample(train, min(args.n, len(train))) if args.n else train
     with tempfile.TemporaryDirectory() as tmp:
         seconds, summary = asyncio.run(score(spec, settings, samples, Path(tmp) / "bench.db"))
     rate = len(samples) / seconds

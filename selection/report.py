@@ -85,6 +85,21 @@ def plot_emotions(table: dict[str, dict[str, float]], path: Path, title: str) ->
     return path
 
 
+def discard_overlap(items: Sequence[Scored], paper_discarded: set[str]) -> dict[str, float]:
+    """Overlap of the selection's discard bucket with the paper's discard list, among the scored samples:
+    how many of the paper's discards we discard (recall) and how many of ours the paper discarded
+    (precision), and both discard fractions."""
+    scored = {item.sample.id for item in items}
+    ours = {item.sample.id for item in items if item.bucket == "discard"}
+    paper = paper_discarded & scored
+    both = len(ours & paper)
+    return {"scored": len(scored), "ours": len(ours), "paper": len(paper), "both": both,
+            "paper_discards_we_discard": both / len(paper) if paper else 0.0,
+            "our_discards_paper_discards": both / len(ours) if ours else 0.0,
+            "our_fraction": len(ours) / len(scored) if scored else 0.0,
+            "paper_fraction": len(paper) / len(scored) if scored else 0.0}
+
+
 def build_report(items: Sequence[Scored], meta: dict[str, Any], out: Path) -> dict[str, Any]:
     """The report dict (what `--json` prints) and its PNGs under `out`."""
     out.mkdir(parents=True, exist_ok=True)

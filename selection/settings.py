@@ -54,9 +54,26 @@ class SelectionSettings(BaseSettings):
         default="valid", description="Corpus split the labels of `distill_labels_path` were made on."
     )
     distill_name: str = Field(
-        default="paper-minilm",
+        default="paper-lexical",
         description="Name of the default distilled judge (`distilled:NAME`, folder "
-        "`<data_dir>/judges/distilled/NAME`).",
+        "`<data_dir>/judges/distilled/NAME`). The earlier default, the cross-encoder `paper-minilm`, is "
+        "fitted with EMPATHY_DISTILL_KIND=cross-encoder EMPATHY_DISTILL_NAME=paper-minilm.",
+    )
+    distill_kind: Literal["lexical", "cross-encoder"] = Field(
+        default="lexical",
+        description="lexical: TF-IDF ridge for S/R (valid scores) + a discard head learned from the paper's "
+        "train keep/discard labels (`distill_discard_path`) with a calibrated threshold; it selects like "
+        "the paper (issue 18). cross-encoder: fine-tuned MiniLM predicting S/R only.",
+    )
+    distill_discard_path: Path = Field(
+        default=Path("../shared/data/efficient-empathy/train_discard.json"),
+        description="The paper's discarded train samples (`qwen_train_discard_v1.json`): a keep/discard "
+        "label for every train listener turn, for the lexical judge's discard head.",
+    )
+    distill_discard_calibration: Literal["f1", "fraction"] = Field(
+        default="f1",
+        description="Threshold of the discard head, on held-out train conversations: f1 = best discard "
+        "F1; fraction = discard as many as the paper (7.95%).",
     )
     distill_epochs: int = Field(
         default=3, ge=1, le=50,

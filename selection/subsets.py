@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from selection.judges.base import Score
-from selection.rule import BUCKETS, SUBSETS, Bucket, Thresholds, bucket
+from selection.rule import BUCKETS, SUBSETS, Bucket, Thresholds, bucket, discard_decision
 from selection.sample import Sample
 
 
@@ -33,7 +33,8 @@ def join_scores(samples: Sequence[Sample], scores: Mapping[str, Score],
             continue
         assert score.sensibility is not None and score.rationality is not None
         scored[sample.id] = Scored(sample, score.sensibility, score.rationality,
-                                   bucket(score.sensibility, score.rationality, thresholds))
+                                   bucket(score.sensibility, score.rationality, thresholds,
+                                          discard_decision(score.raw)))
     return list(scored.values())
 
 

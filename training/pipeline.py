@@ -1,8 +1,11 @@
-"""`empathy pipeline --profile quick|paper`: base model -> select -> experts -> blends -> router.
+"""`empathy pipeline --profile quick|standard|smoke|paper`: base model -> judge -> select -> experts -> blends
+-> router -> eval.
 
 Every step records a fingerprint of its inputs (settings, flags and the content of the files it reads) in
 `<data_dir>/pipeline/<step>.json`; a step whose fingerprint and outputs are unchanged is skipped, so running
-the pipeline again after a stop (or after changing one thing) redoes only what is out of date.
+the pipeline again after a stop (or after changing one thing) redoes only what is out of date. The console
+shows one line per step (progress and ETA); everything the steps print goes to `<data_dir>/logs/pipeline.log`
+(`--verbose` shows it instead).
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 log = logging.getLogger("empathy.pipeline")
 SCORES_SPLIT = "valid"  # the paper released its judge's scores for the validation split only
 BIG_FILE = 64 * 2**20  # larger files are fingerprinted by size and mtime instead of content
+EXPERTS = ("sensibility", "rationality", "full")
+EVAL_MODELS = ("base", "full", "sensibility", "rationality", "blend:0.5", "routed")
 
 
 @dataclass(frozen=True)
@@ -27,21 +35,38 @@ class Profile:
     name: str
     select_split: str
     select_limit: int | None  # samples scored by a judge (imported scores cover their split anyway)
-    expert_limit: int | None
+    expert_limit: int | None  # samples per expert (the same for every subset: comparable experts)
     expert_max_steps: int | None
-    experts: tuple[str, ...]
     router_split: str
     router_limit: int | None
+    train: dict[str, Any] = field(default_factory=dict)  # training settings this profile overrides
+    eval_limit: int | None = None  # test samples of the eval step; None: no eval step
+    experts: tuple[str, ...] = EXPERTS
 
 
 PROFILES = {
     # About 20 minutes on 2 CPU cores: small experts, a few hundred router samples.
-    "quick": Profile("quick", "train", 2000, 128, 16, ("sensibility", "rationality", "full"), "train", 200),
+    "quick": Profile("quick", "train", 2000, 128, 16, "train", 200),
     # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert.
-    "smoke": Profile("smoke", "train", 200, 16, 2, ("sensibility", "rationality", "full"), "train", 40),
-    "paper": Profile("paper", "train", None, None, None, ("sensibility", "rationality", "full"), "train",
-                     3000),
+    "smoke": Profile("smoke", "train", 200, 16, 2, "train", 40),
+    # The release: experts that differ (one epoch of 2,000 samples each, LoRA on the last 12 layers, lr 2e-4),
+    # router targets on 1,500 samples, the eval table on 100 test samples. About 90 minutes on 2 CPU cores.
+    "standard": Profile("standard", "train", 16000, 2000, None, "train", 1500,
+                        train={"lora_layers": 12, "learning_rate": 2e-4}, eval_limit=100),
+    "paper": Profile("paper", "train", None, None, None, "train", 3000, eval_limit=300),
 }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pipeline step: it runs `action` unless `params` and the content of `inputs` are unchanged since
+    its last run and every one of `outputs` exists."""
+
+    name: str
+    params: dict[str, Any]
+    inputs: list[Path]
+    outputs: list[Path]
+    action: Callable[[], Any]
 
 
 @dataclass
@@ -69,32 +94,49 @@ def fingerprint(params: dict[str, Any], files: Sequence[Path]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def run_step(data_dir: Path, name: str, key: str, outputs: Sequence[Path], action: Callable[[], Any],
-             force: bool = False) -> StepResult:
-    """Run `action` unless the recorded fingerprint equals `key` and every output exists."""
-    record = data_dir / "pipeline" / f"{name}.json"
-    if (not force and record.is_file() and all(p.exists() for p in outputs)
-            and json.loads(record.read_text()).get("fingerprint") == key):
-        log.info("step %s: up to date, skipped", name)
-        return StepResult(name, "skipped", 0.0)
-    log.info("step %s: running", name)
-    started = time.monotonic()
-    action()
-    seconds = time.monotonic() - started
+def record_path(data_dir: Path, name: str) -> Path:
+    return data_dir / "pipeline" / f"{name}.json"
+
+
+def is_current(data_dir: Path, step: Step, key: str) -> bool:
+    record = record_path(data_dir, step.name)
+    return (record.is_file() and all(p.exists() for p in step.outputs)
+            and json.loads(record.read_text()).get("fingerprint") == key)
+
+
+def last_seconds(data_dir: Path, name: str) -> float | None:
+    """How long the step took the last time it ran here (the console's ETA), if it ever did."""
+    record = record_path(data_dir, name)
+    if not record.is_file():
+        return None
+    return json.loads(record.read_text()).get("seconds")
+
+
+def write_record(data_dir: Path, name: str, key: str, seconds: float) -> None:
+    record = record_path(data_dir, name)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"fingerprint": key, "seconds": round(seconds, 1),
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
-    return StepResult(name, "ran", seconds)
 
 
-def _check(code: int, what: str) -> None:
-    if code != 0:
-        from empathy.errors import EmpathyError
-
-        raise EmpathyError(f"pipeline step {what} failed with exit code {code}; see the messages above.")
+def profile_settings(settings: Settings, profile: Profile) -> Settings:
+    """The settings with the profile's training overrides (a profile's experts are trained its way)."""
+    return settings.model_copy(update=profile.train) if profile.train else settings
 
 
-def select_action(settings: Any, profile: Profile, judge: str | None, scores: Path | None
+def train_params(settings: Settings) -> dict[str, Any]:
+    keys = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "max_length",
+            "seed", "lora_layers", "train_bf16", "train_padding_free", "batch_size", "grad_accum",
+            "lora_targets")
+    return {k: getattr(settings, k) for k in keys}
+
+
+def selection_split(profile: Profile, scores: Path | None) -> str:
+    """Released scores exist for one split only; a judge scores the profile's split."""
+    return SCORES_SPLIT if scores is not None else profile.select_split
+
+
+def select_action(settings: Settings, profile: Profile, judge: str | None, scores: Path | None
                   ) -> Callable[[], None]:
     """Score (or import scores) and write the subsets, through selection's own commands."""
     common = ["--data-dir", str(settings.data_dir), "--corpus", str(settings.corpus_path)]
@@ -109,12 +151,23 @@ def select_action(settings: Any, profile: Profile, judge: str | None, scores: Pa
     return action
 
 
-def selection_split(profile: Profile, scores: Path | None) -> str:
-    """Released scores exist for one split only; a judge scores the profile's split."""
-    return SCORES_SPLIT if scores is not None else profile.select_split
+def _check(code: int, what: str) -> None:
+    if code != 0:
+        from empathy.errors import EmpathyError
+
+        raise EmpathyError(f"pipeline step {what} failed with exit code {code}; see {what}'s messages in "
+                           "the pipeline log.")
 
 
-def select_judge(settings: Any, judge: str | None, scores: Path | None, profile: Profile,
+def default_judge(settings: Settings, judge: str | None) -> str:
+    if judge is not None:
+        return judge
+    from selection.distill import ensure_default_judge
+
+    return ensure_default_judge(settings)
+
+
+def select_judge(settings: Settings, judge: str | None, scores: Path | None, profile: Profile,
                  common: list[str]) -> str:
     """Store scores for the selection split; returns the judge id whose scores `select split` uses."""
     if scores is not None:
@@ -125,56 +178,60 @@ def select_judge(settings: Any, judge: str | None, scores: Path | None, profile:
         return JUDGE_IDS["efficient-empathy"][0]
     from selection.commands import score
 
-    if judge is None:
-        from selection.distill import ensure_default_judge
-
-        judge = ensure_default_judge(settings)
+    spec = default_judge(settings, judge)
     limit = ["--limit", str(profile.select_limit)] if profile.select_limit else []
-    _check(score.main(["--split", profile.select_split, "--judge", judge, *limit, *common]), "select score")
-    return judge
+    _check(score.main(["--split", profile.select_split, "--judge", spec, *limit, *common]), "select score")
+    return spec
 
 
-def judge_step(settings: Any, judge: str | None, scores: Path | None
-               ) -> list[tuple[str, dict[str, Any], list[Path], list[Path], Callable[[], Any]]]:
+def judge_step(settings: Settings, judge: str | None, scores: Path | None) -> list[Step]:
     """Fitting the default distilled judge, once, as a step of its own (timed in the summary): only when
     selection uses it (no --judge, no --scores)."""
     if judge is not None or scores is not None:
         return []
     from selection.distill.artifact import META_FILE, artifact_dir
 
+    params = {k: getattr(settings, k) for k in ("distill_name", "distill_kind", "distill_epochs",
+                                                "distill_max_len", "distill_loss", "distill_seed",
+                                                "distill_holdout", "distill_discard_calibration")}
+    inputs = [Path(settings.distill_labels_path)]
+    if settings.distill_kind == "lexical":
+        inputs.append(Path(settings.distill_discard_path))
+    return [Step("judge", params, inputs, [artifact_dir(settings.data_dir, settings.distill_name) / META_FILE],
+                 lambda: default_judge(settings, None))]
+
+
+def expert_action(settings: Settings, profile: Profile, subset: str) -> Callable[[], None]:
     def action() -> None:
-        from selection.distill import ensure_default_judge
+        from training.commands.expert import job_from_settings
+        from training.experts import train_expert
+        from training.sft_data import subset_path
 
-        ensure_default_judge(settings)
-
-    params = {k: getattr(settings, k) for k in ("distill_name", "distill_epochs", "distill_max_len",
-                                                "distill_loss", "distill_seed", "distill_holdout")}
-    return [("judge", params, [Path(settings.distill_labels_path)],
-             [artifact_dir(settings.data_dir, settings.distill_name) / META_FILE], action)]
-
-
-def expert_action(settings: Any, profile: Profile, subset: str) -> Callable[[], None]:
-    def action() -> None:
-        from training.commands import expert
-
-        argv = ["--subset", subset, "--data-dir", str(settings.data_dir)]
-        argv += ["--limit", str(profile.expert_limit)] if profile.expert_limit else []
-        argv += ["--max-steps", str(profile.expert_max_steps)] if profile.expert_max_steps else []
-        _check(expert.main(argv), f"expert {subset}")
+        d = settings.data_dir
+        job = job_from_settings(settings, subset, subset_path(d, subset), d / "experts" / subset,
+                                limit=profile.expert_limit, max_steps=profile.expert_max_steps)
+        meta = train_expert(job)
+        log.info("expert %s: %d samples, %d steps, final loss %.3f", subset, meta["samples"], meta["steps"],
+                 meta["final_loss"])
 
     return action
 
 
-def blends_action(settings: Any) -> Callable[[], None]:
+def blends_action(settings: Settings) -> Callable[[], None]:
     def action() -> None:
-        from training.commands import blends
+        from training.base_model import resolve_base_model
+        from training.blend_files import build_blends
+        from training.blends import validate_grid
 
-        _check(blends.main(["--data-dir", str(settings.data_dir)]), "blends")
+        d = settings.data_dir
+        build_blends(sens_dir=d / "experts" / "sensibility", rat_dir=d / "experts" / "rationality",
+                     blends_dir=d / "blends", grid=validate_grid(settings.blend_grid),
+                     base_model=resolve_base_model(settings.base_model, d))
 
     return action
 
 
-def router_action(settings: Any, profile: Profile, url: str | None) -> Callable[[], None]:
+def router_action(settings: Settings, profile: Profile, url: str | None) -> Callable[[], None]:
     def action() -> None:
         from training.commands.router import format_metrics
         from training.router.grid import read_blend_grid
@@ -188,38 +245,60 @@ def router_action(settings: Any, profile: Profile, url: str | None) -> Callable[
     return action
 
 
-def plan(settings: Any, profile: Profile, judge: str | None, scores: Path | None, url: str | None
-         ) -> list[tuple[str, dict[str, Any], list[Path], list[Path], Callable[[], Any]]]:
-    """(step, params, input files, outputs, action) in order; inputs of a step include upstream outputs."""
-    from training.base_model import prepare_default_model
+def eval_action(settings: Settings, profile: Profile, judge: str | None, url: str | None
+                ) -> Callable[[], None]:
+    def action() -> None:
+        from training.evaluation.run import run_evals
+
+        for path in run_evals(settings, EVAL_MODELS, "test", profile.eval_limit, url,
+                              default_judge(settings, judge)):
+            print(f"wrote {path}")
+
+    return action
+
+
+def eval_step(settings: Settings, profile: Profile, judge: str | None, url: str | None) -> list[Step]:
+    if profile.eval_limit is None:
+        return []
+    from training.evaluation.run import eval_dir, run_name
 
     d = settings.data_dir
-    train = {k: getattr(settings, k) for k in ("base_model", "lora_r", "lora_alpha", "lora_dropout",
-                                               "learning_rate", "epochs", "max_length", "seed")}
+    outputs = [eval_dir(d) / f"{run_name(m, 'test', profile.eval_limit)}.json" for m in EVAL_MODELS]
+    inputs = [d / "experts" / e for e in EXPERTS] + [d / "router" / "router.json"]
+    return [Step("eval", {"models": EVAL_MODELS, "limit": profile.eval_limit, "judge": judge,
+                          "max_tokens": settings.eval_max_tokens}, inputs, outputs,
+                 eval_action(settings, profile, judge, url))]
+
+
+def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path | None, url: str | None
+         ) -> list[Step]:
+    """The steps in order; the inputs of a step include upstream outputs."""
+    from training.base_model import prepare_default_model
+    from training.settings import DEFAULT_BASE_MODEL
+
+    d = settings.data_dir
+    train = profile_settings(settings, profile)
     select_split = selection_split(profile, scores)
-    corpus = [Path(settings.corpus_path) / f"{select_split}.csv"]
-    default = settings.base_model == "smollm2-135m-instruct"  # anything else is used as given
-    steps = [("base-model", {"base_model": settings.base_model}, [], [d / "models"] if default else [],
-              lambda: prepare_default_model(d) if default else None),
+    default = settings.base_model == DEFAULT_BASE_MODEL  # anything else is used as given
+    steps = [Step("base-model", {"base_model": settings.base_model}, [], [d / "models"] if default else [],
+                  lambda: prepare_default_model(d) if default else None),
              *judge_step(settings, judge, scores),
-             ("select", {"judge": judge, "split": select_split, "limit": profile.select_limit,
-                         "s": settings.sensibility_threshold,
-                         "r": settings.rationality_threshold},
-              [*corpus, *([scores] if scores else [])], [d / "subsets" / "manifest.json"],
-              select_action(settings, profile, judge, scores))]
-    for subset in profile.experts:
-        steps.append((f"expert-{subset}", {**train, "limit": profile.expert_limit,
-                                            "max_steps": profile.expert_max_steps},
-                      [d / "subsets" / f"{subset}.jsonl"], [d / "experts" / subset / "adapter_config.json"],
-                      expert_action(settings, profile, subset)))
-    steps.append(("blends", {"grid": settings.blend_grid}, [d / "experts" / "sensibility",
-                                                            d / "experts" / "rationality"],
-                  [d / "blends" / "index.json"], blends_action(settings)))
-    steps.append(("router", {"split": profile.router_split, "limit": profile.router_limit,
-                             "t": settings.router_temperature, "l2": settings.router_l2},
-                  [d / "blends" / "index.json"], [d / "router" / "router.json"],
-                  router_action(settings, profile, url)))
-    return steps
+             Step("select", {"judge": judge, "split": select_split, "limit": profile.select_limit,
+                             "s": settings.sensibility_threshold, "r": settings.rationality_threshold},
+                  [Path(settings.corpus_path) / f"{select_split}.csv", *([scores] if scores else [])],
+                  [d / "subsets" / "manifest.json"], select_action(settings, profile, judge, scores))]
+    steps += [Step(f"expert-{subset}", {**train_params(train), "limit": profile.expert_limit,
+                                        "max_steps": profile.expert_max_steps},
+                   [d / "subsets" / f"{subset}.jsonl"], [d / "experts" / subset / "adapter_config.json"],
+                   expert_action(train, profile, subset)) for subset in profile.experts]
+    steps.append(Step("blends", {"grid": settings.blend_grid},
+                      [d / "experts" / "sensibility", d / "experts" / "rationality"],
+                      [d / "blends" / "index.json"], blends_action(settings)))
+    steps.append(Step("router", {"split": profile.router_split, "limit": profile.router_limit,
+                                 "t": settings.router_temperature, "l2": settings.router_l2},
+                      [d / "blends" / "index.json"], [d / "router" / "router.json"],
+                      router_action(settings, profile, url)))
+    return steps + eval_step(settings, profile, judge, url)
 
 
 def summary_table(results: Sequence[StepResult]) -> str:
@@ -229,34 +308,54 @@ def summary_table(results: Sequence[StepResult]) -> str:
     return "\n".join(lines)
 
 
+def run_steps(settings: Settings, steps: Sequence[Step], force: Sequence[str], verbose: bool
+              ) -> list[StepResult]:
+    """Run each out-of-date step under the console (one line per step, output to the log file)."""
+    from empathy.console import StepConsole
+
+    d = settings.data_dir
+    console = StepConsole(d / "logs" / "pipeline.log", verbose)
+    results = []
+    for number, step in enumerate(steps, start=1):
+        # Inputs are fingerprinted when the step is reached: upstream steps have written them by then.
+        key = fingerprint({"step": step.name, **step.params}, step.inputs)
+        if not ("all" in force or step.name in force) and is_current(d, step, key):
+            console.skipped(number, len(steps), step.name)
+            results.append(StepResult(step.name, "skipped", 0.0))
+            continue
+        started = time.monotonic()
+        with console.running(number, len(steps), step.name, last_seconds(d, step.name)):
+            step.action()
+        seconds = time.monotonic() - started
+        write_record(d, step.name, key, seconds)
+        results.append(StepResult(step.name, "ran", seconds))
+    return results
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="empathy pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="empathy pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--data-dir", help="artifact folder (EMPATHY_DATA_DIR)")
     parser.add_argument("--judge", help="judge spec for selection (default: the distilled default judge)")
     parser.add_argument("--scores", type=Path,
                         help="select with released scores instead of a judge (the paper's val_results.json)")
-    parser.add_argument("--url", help="a running vLLM server with the blends for the router step")
+    parser.add_argument("--url", help="a running vLLM server with the blends for the router and eval steps")
     parser.add_argument("--force", nargs="*", default=[], help="steps to run even if up to date ('all')")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every step's logs and progress bars instead of one line per step")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tqdm import tqdm
-
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
 
     settings = get_settings(data_dir=args.data_dir)
     setup_logging(settings.log_level)
     profile = PROFILES[args.profile]
-    results = []
     steps = plan(settings, profile, args.judge, args.scores, args.url)
-    for name, params, inputs, outputs, action in tqdm(steps, desc=f"pipeline {profile.name}", unit="step"):
-        # Inputs are fingerprinted when the step is reached: upstream steps have written them by then.
-        key = fingerprint({"step": name, **params}, inputs)
-        force = "all" in args.force or name in args.force
-        results.append(run_step(settings.data_dir, name, key, outputs, action, force))
-    print(summary_table(results))
+    results = run_steps(settings, steps, args.force, args.verbose)
+    print(summary_table(results), flush=True)
     return 0

@@ -50,7 +50,9 @@ def selected_scores(store: ScoreStore, spec: str, version: str | None, samples: 
     meta = {"judge": judge_id, "version": version, "split": split, "corpus": str(settings.corpus_path),
             "source_hash": source_hash(samples),
             "thresholds": {"sensibility": thresholds.sensibility, "rationality": thresholds.rationality},
-            "rule": "sensibility: S > ts and R < tr; rationality: R > tr; else discard; full: all scored",
+            "rule": "sensibility: S > ts and R < tr; rationality: R > tr; else discard; full: all scored "
+                    "(a judge's own discard decision, when it has one: discard it, else R > tr: "
+                    "rationality, else sensibility)",
             **summary(items, len(samples))}
     return Selected(items, meta)
 

@@ -14,7 +14,10 @@ from selection.commands.common import add_corpus_args, settings_from
 
 METRIC_ROWS = (("spearman_s", "Spearman S"), ("pearson_s", "Pearson S"), ("spearman_r", "Spearman R"),
                ("pearson_r", "Pearson R"), ("bucket_accuracy", "bucket accuracy"),
-               ("bucket_macro_f1", "bucket macro-F1"), ("majority_accuracy", "majority-class accuracy"))
+               ("bucket_macro_f1", "bucket macro-F1"), ("majority_accuracy", "majority-class accuracy"),
+               ("discard_precision", "discard precision"), ("discard_recall", "discard recall"),
+               ("discard_f1", "discard F1"), ("discard_fraction", "discard fraction"),
+               ("paper_discard_fraction", "paper discard fraction"), ("n", "held-out samples"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of split and training")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N labelled samples")
+    parser.add_argument("--kind", choices=["lexical", "cross-encoder"], default=None,
+                        help="EMPATHY_DISTILL_KIND: lexical (S/R + calibrated discard head) or cross-encoder")
+    parser.add_argument("--discard", type=Path, default=None,
+                        help="the paper's train discard list, for the lexical kind "
+                        "(EMPATHY_DISTILL_DISCARD_PATH)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the MiniLM + ridge baseline")
     parser.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
     add_corpus_args(parser)
@@ -48,26 +56,46 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def format_selection(extra: dict[str, Any]) -> str:
+    """The bucket confusion matrix and fractions of a judge that decides discards (held-out valid)."""
+    if "confusion" not in extra:
+        return ""
+    names = ("sensibility", "rationality", "discard")
+    lines = [f"held-out valid: paper bucket (rows) x judge bucket (columns); discard threshold "
+             f"P >= {extra['threshold']:.3f}", f"{'':<14}" + "".join(f"{n:>13}" for n in names)]
+    lines += [f"{name:<14}" + "".join(f"{v:>13}" for v in row)
+              for name, row in zip(names, extra["confusion"], strict=True)]
+    lines.append(f"{'fractions':<14}" + "".join(f"{extra['fractions'][n]:>13.1%}" for n in names))
+    lines.append(f"{'paper':<14}" + "".join(f"{extra['paper_fractions'][n]:>13.1%}" for n in names))
+    return "\n".join(lines)
+
+
 def _print(meta: Any, folder: Path) -> None:
     print(f"distilled judge distilled:{meta.name} ({meta.version}) saved to {folder}")
     print(f"labels: {meta.label_source}, hash {meta.label_hash}; {meta.n_train} train / {meta.n_heldout} "
           f"held out (by conversation); fine-tuning {meta.train_seconds:.0f} s")
     print(format_metrics(meta.metrics))
+    print(format_selection(meta.extra))
 
 
 def main(argv: list[str] | None = None) -> int:
     from empathy.logs import setup_logging
     from selection.distill.artifact import artifact_dir
-    from selection.distill.service import fit_named, load_labels
+    from selection.distill.service import fit_lexical_named, fit_named, load_labels
 
     args = build_parser().parse_args(argv)
     settings = settings_from(args, distill_name=args.name, distill_epochs=args.epochs,
                              distill_max_len=args.max_len, distill_loss=args.loss,
                              distill_holdout=args.holdout, distill_seed=args.seed,
-                             distill_threads=args.threads)
+                             distill_threads=args.threads, distill_kind=args.kind,
+                             distill_discard_path=args.discard)
     setup_logging(settings.log_level)
     labels = load_labels(settings, args.split, args.labels, args.format, args.judge)
-    meta = fit_named(settings, labels, settings.distill_name, baseline=not args.no_baseline, limit=args.limit)
+    if settings.distill_kind == "lexical":
+        meta = fit_lexical_named(settings, labels, settings.distill_name)
+    else:
+        meta = fit_named(settings, labels, settings.distill_name, baseline=not args.no_baseline,
+                         limit=args.limit)
     folder = artifact_dir(settings.data_dir, settings.distill_name)
     if args.json:
         print(json.dumps(meta.__dict__, indent=2))

@@ -9,17 +9,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selection.distill.artifact import artifact_dir
-from selection.distill.scorer import DistilledScorer
+from selection.distill.scorer import DistilledScorer, LexicalScorer, load_scorer
 from selection.judges.base import Judge, Score
+from selection.rule import decision_raw
 from selection.sample import Sample
 
 if TYPE_CHECKING:
     from empathy.settings import Settings
 
 
-def _to_scores(samples: Sequence[Sample], values: Sequence[Sequence[float]]) -> list[Score]:
-    return [Score(s.id, round(float(v[0]), 4), round(float(v[1]), 4)) for s, v in zip(samples, values,
-                                                                                      strict=True)]
+def _to_scores(samples: Sequence[Sample], values: Sequence[Sequence[float]],
+               threshold: float | None = None) -> list[Score]:
+    """Scores; with a third column (P(discard)) and a threshold, the raw text carries the decision."""
+    def raw(v: Sequence[float]) -> str:
+        return decision_raw(v[2], threshold) if threshold is not None and len(v) > 2 else ""
+
+    return [Score(s.id, round(float(v[0]), 4), round(float(v[1]), 4), raw=raw(v))
+            for s, v in zip(samples, values, strict=True)]
 
 
 class DistilledJudge(Judge):
@@ -28,7 +34,8 @@ class DistilledJudge(Judge):
 
     concurrency = 1  # one torch call at a time: it already uses every configured core
 
-    def __init__(self, scorer: DistilledScorer, batch_size: int = 256, inner_batch: int = 64) -> None:
+    def __init__(self, scorer: DistilledScorer | LexicalScorer, batch_size: int = 256,
+                 inner_batch: int = 64) -> None:
         self.scorer = scorer
         self.judge_id = f"distilled:{scorer.meta.name}"
         self.version = scorer.meta.version
@@ -42,7 +49,7 @@ class DistilledJudge(Judge):
             import torch
 
             torch.set_num_threads(threads)
-        scorer = DistilledScorer.load(folder)
+        scorer = load_scorer(folder)
         return cls(scorer, batch_size=max(1024, inner_batch * 16), inner_batch=inner_batch)
 
     @classmethod
@@ -52,4 +59,5 @@ class DistilledJudge(Judge):
 
     async def score(self, samples: Sequence[Sample]) -> list[Score]:
         values = await asyncio.to_thread(self.scorer.predict_samples, samples, self.inner_batch)
-        return _to_scores(samples, values.tolist())
+        threshold = self.scorer.threshold if isinstance(self.scorer, LexicalScorer) else None
+        return _to_scores(samples, values.tolist(), threshold)

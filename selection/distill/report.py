@@ -50,11 +50,13 @@ def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> Path:
 
 
 def write_report(true: np.ndarray, pred: np.ndarray, out_dir: Path, name: str,
-                 thresholds: tuple[float, float] = (5.0, 5.0)) -> list[Path]:
-    """Three PNGs in `out_dir`: scatter_sensibility.png, scatter_rationality.png, buckets_confusion.png."""
+                 thresholds: tuple[float, float] = (5.0, 5.0), confusion: np.ndarray | None = None
+                 ) -> list[Path]:
+    """Three PNGs in `out_dir`: scatter_sensibility.png, scatter_rationality.png, buckets_confusion.png
+    (`confusion`: the judge's own bucket decisions, else the rule applied to its scores)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [plot_scatter(true, pred, col, out_dir / f"scatter_{crit}.png", f"{name}: {crit} (held out)")
              for col, crit in enumerate(CRITERIA)]
-    matrix = bucket_confusion(pred, true, *thresholds)
+    matrix = confusion if confusion is not None else bucket_confusion(pred, true, *thresholds)
     paths.append(plot_confusion(matrix, out_dir / "buckets_confusion.png", f"{name}: selection buckets"))
     return paths

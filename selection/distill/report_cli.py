@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from empathy.errors import DataError
     from empathy.settings import get_settings
     from selection.distill.artifact import artifact_dir, read_meta
-    from selection.distill.fit_cli import format_metrics
+    from selection.distill.fit_cli import format_metrics, format_selection
     from selection.distill.report import write_report
 
     args = build_parser().parse_args(argv)
@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     heldout = np.load(heldout_path)
     thresholds = tuple(meta.extra.get("thresholds", (5.0, 5.0)))
     paths = write_report(heldout["true"], heldout["pred"], args.out or folder / "report", meta.name,
-                         (float(thresholds[0]), float(thresholds[1])))
+                         (float(thresholds[0]), float(thresholds[1])),
+                         np.array(meta.extra["confusion"]) if "confusion" in meta.extra else None)
     print(format_metrics(meta.metrics))
+    print(format_selection(meta.extra))
     for path in paths:
         print(f"wrote {path}")
     return 0

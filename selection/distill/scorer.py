@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from selection.distill.artifact import ArtifactMeta, load_artifact
+from selection.distill.artifact import ArtifactMeta, load_artifact, read_meta
 from selection.distill.encoder import CrossEncoderScorer, encode_pairs
 from selection.distill.text import sample_texts
 from selection.distill.train import predict_encoder
@@ -36,3 +36,33 @@ class DistilledScorer:
     def predict_samples(self, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
         texts = [sample_texts(s) for s in samples]
         return self.predict_texts([c for c, _ in texts], [r for _, r in texts], batch_size)
+
+
+@dataclass
+class LexicalScorer:
+    """The lexical judge (artifact kind `lexical`): (n, 3) S, R and P(discard) out."""
+
+    model: Any  # selection.distill.lexical.LexicalModel
+    meta: ArtifactMeta
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalScorer:
+        from selection.distill.lexical import LexicalModel
+
+        return cls(LexicalModel.load(folder), read_meta(folder))
+
+    @property
+    def threshold(self) -> float:
+        return float(self.model.threshold)
+
+    def predict_samples(self, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
+        from selection.distill.lexical import lexical_input
+
+        return self.model.predict([lexical_input(s) for s in samples])
+
+
+def load_scorer(folder: Path) -> DistilledScorer | LexicalScorer:
+    """The scorer of an artifact of either kind (`config.kind`: `lexical`, else the cross-encoder)."""
+    if read_meta(folder).config.get("kind") == "lexical":
+        return LexicalScorer.load(folder)
+    return DistilledScorer.load(folder)

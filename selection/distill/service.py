@@ -10,6 +10,7 @@ from empathy.errors import ModelError
 from selection.distill.artifact import META_FILE, ArtifactMeta, artifact_dir, read_meta
 from selection.distill.encoder import EncoderConfig
 from selection.distill.fit import FitOptions, fit_distilled
+from selection.distill.fit_lexical import LexicalOptions
 from selection.distill.sources import LabelSet, labels_from_file, labels_from_store
 
 if TYPE_CHECKING:
@@ -64,21 +65,62 @@ def same_settings(fitted: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return all(fitted.get(k) == wanted.get(k) for k in SETTING_KEYS)
 
 
+def lexical_options(settings: Settings) -> LexicalOptions:
+    return LexicalOptions(holdout=settings.distill_holdout, seed=settings.distill_seed,
+                          calibration=settings.distill_discard_calibration,
+                          r_threshold=settings.rationality_threshold)
+
+
+def fit_lexical_named(settings: Settings, labels: LabelSet, name: str) -> ArtifactMeta:
+    """The lexical judge from `labels` (valid scores) and the train split's keep/discard labels."""
+    from selection.commands.common import load_split
+    from selection.distill.discard_labels import load_discard_labels
+    from selection.distill.fit_lexical import fit_lexical
+
+    train = load_split(settings, "train").samples
+    path = Path(settings.distill_discard_path)
+    discard = load_discard_labels(path, train)
+    return fit_lexical(labels, train, discard, str(path.resolve()), lexical_options(settings),
+                       artifact_dir(settings.data_dir, name))
+
+
+def _wanted_config(settings: Settings) -> dict[str, Any]:
+    if settings.distill_kind == "lexical":
+        return lexical_options(settings).config()
+    return encoder_config(settings).to_json()
+
+
+def _is_current(folder: Path, settings: Settings) -> bool:
+    if not (folder / META_FILE).is_file():
+        return False
+    try:
+        fitted = read_meta(folder).config
+    except ModelError as exc:
+        log.warning("re-fitting the default distilled judge: %s", exc)
+        return False
+    if settings.distill_kind == "lexical":
+        current = fitted == _wanted_config(settings)
+    else:
+        current = fitted.get("kind") is None and same_settings(fitted, _wanted_config(settings))
+    if not current:
+        log.warning("re-fitting the default distilled judge %s: its settings differ from the current "
+                    "EMPATHY_DISTILL_* settings", folder.name)
+    return current
+
+
 def ensure_default_judge(settings: Settings) -> str:
     """The judge spec of the default distilled judge (`distilled:<distill_name>`), fitted first from
-    `distill_labels_path` if its artifact is missing, of an older format, or fitted with other settings."""
+    `distill_labels_path` (and, for the lexical kind, `distill_discard_path`) if its artifact is missing,
+    of an older format, or fitted with other settings."""
     name = settings.distill_name
-    folder = artifact_dir(settings.data_dir, name)
-    if (folder / META_FILE).is_file():
-        try:
-            if same_settings(read_meta(folder).config, encoder_config(settings).to_json()):
-                return f"distilled:{name}"
-            log.warning("re-fitting the default distilled judge %s: its settings differ from the "
-                        "current EMPATHY_DISTILL_* settings", name)
-        except ModelError as exc:
-            log.warning("re-fitting the default distilled judge: %s", exc)
-    log.info("fitting the default distilled judge %s from %s", name, settings.distill_labels_path)
+    if _is_current(artifact_dir(settings.data_dir, name), settings):
+        return f"distilled:{name}"
+    log.info("fitting the default distilled judge %s (%s) from %s", name, settings.distill_kind,
+             settings.distill_labels_path)
     labels = load_labels(settings, settings.distill_labels_split, Path(settings.distill_labels_path),
                          settings.distill_labels_format)
-    fit_named(settings, labels, name, baseline=False)
+    if settings.distill_kind == "lexical":
+        fit_lexical_named(settings, labels, name)
+    else:
+        fit_named(settings, labels, name, baseline=False)
     return f"distilled:{name}"

@@ -18,7 +18,8 @@ from selection.distill.artifact import META_FILE, artifact_dir, read_meta
 from selection.sample import Sample
 
 NAME = "tiny"
-TINY_FIT = ["--epochs", "1", "--max-len", "48", "--limit", "200", "--threads", "1", "--name", NAME]
+TINY_FIT = ["--epochs", "1", "--max-len", "48", "--limit", "200", "--threads", "1", "--name", NAME,
+            "--kind", "cross-encoder"]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def settings(data_dir: Path, corpus_dir: Path) -> Settings:
     return get_settings(data_dir=data_dir, corpus_path=corpus_dir, distill_name=NAME, distill_threads=1,
+                        distill_kind="cross-encoder",
                         distill_epochs=1, distill_max_len=48)
 
 
