@@ -65,6 +65,19 @@ class TrainingSettings(BaseSettings):
     )
     eval_max_tokens: int = Field(default=64, ge=1, description="Max new tokens of one evaluation reply.")
     eval_concurrency: int = Field(default=16, ge=1, description="Evaluation requests in flight at once.")
+    # --- token-level MoE of the experts (training/moe, `empathy train moe`) ---
+    moe_routed: Literal["mlp", "all"] = Field(
+        default="mlp",
+        description="Modules whose expert deltas the MoE gates mix per token: mlp = gate/up/down_proj (as "
+        "the paper; attention takes the experts' mean delta), all = attention projections too.",
+    )
+    moe_learning_rate: float = Field(default=1e-3, gt=0, description="Learning rate of the MoE gates.")
+    moe_epochs: float = Field(default=1.0, gt=0, description="Epochs of MoE gate training (paper: 1).")
+    moe_batch_size: int = Field(default=8, ge=1, description="Samples per MoE gate training step.")
+    moe_limit: int | None = Field(
+        default=None, ge=1,
+        description="Samples the MoE gates train on (None: the whole training file, as the paper).",
+    )
     blend_grid: list[float] = Field(
         default=[0.0, 0.25, 0.5, 0.75, 1.0],
         description="Sensibility weights a of the blends a*dW_sens + (1-a)*dW_rat built and served.",

@@ -1,0 +1,167 @@
+"""`empathy-moe` on the router's held-out conversations, and what its gates learned.
+
+Held-out NLL: the router's own held-out samples (same split, limit, exclusions and conversation hash as
+`empathy train router`), the blends' NLLs from the router's NLL cache, the router refit on the held-in part
+exactly as `fit_router` does for its held-out metrics (so its choices never saw these samples), and the
+MoE's mean reply-token NLL from the transformers reference with the same tokenization. Each comparison is
+paired per sample (same gold reply): mean of NLL(moe) - NLL(other) with a 95% t interval.
+
+Gate probe: mean gate weight on the sensibility expert per layer, over the tokens of contexts that call for
+feeling and of practical ones (the probe set below), as a table and a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FEELING = [
+    "My dog died this morning and I can't stop crying.",
+    "I feel so alone since my divorce.",
+    "My best friend didn't come to my birthday party and it really hurt.",
+    "I'm scared I'll never be good enough for my parents.",
+    "I just found out my grandmother has cancer.",
+    "I got dumped yesterday and I feel worthless.",
+    "Nobody at work talks to me and I feel invisible.",
+    "I miss my mom so much since she passed away.",
+]
+PRACTICAL = [
+    "My car makes a weird noise when I brake. What should I check first?",
+    "I have a job interview tomorrow for an accounting position.",
+    "I need to move to a new apartment next month and I have a tight budget.",
+    "My laptop is slow; should I upgrade the memory or buy a new one?",
+    "I am planning a trip to Japan for two weeks in spring.",
+    "My landlord has not returned my deposit after three months.",
+    "I want to start running but I have never exercised before.",
+    "I have to choose between two job offers with different salaries.",
+]
+
+
+def heldout_nll(settings: Any, moe_dir: Path, batch_size: int = 8) -> dict[str, Any]:
+    """Paired comparison of the MoE against the router, the best fixed blend and each expert."""
+    from serve.stats import mean_ci
+    from training.router.cache import load_cache
+    from training.router.train import router_dir
+
+    meta = json.loads((router_dir(settings.data_dir) / "router.json").read_text())
+    samples, held, probs = _router_heldout(settings, meta)
+    rows = load_cache(router_dir(settings.data_dir), meta["adapters"])
+    test = [s for s, h in zip(samples, held, strict=True) if h]
+    nll = np.array([rows[s.id] for s in test])
+    grid = [float(w) for w in meta["grid"]]
+    moe = np.array(moe_nll(settings, moe_dir, [s.messages() for s in test], batch_size))
+    choice = nll[np.arange(len(test)), probs.argmax(1)]
+    best = int(nll.mean(0).argmin())
+    others = {"router": choice, f"best fixed blend ({grid[best]:g})": nll[:, best]}
+    for name, weight in (("sensibility expert", 1.0), ("rationality expert", 0.0)):
+        if weight in grid:
+            others[name] = nll[:, grid.index(weight)]
+    return {"n": len(test), "moe": float(moe.mean()),
+            "means": {k: float(v.mean()) for k, v in others.items()},
+            "moe_minus": {k: mean_ci((moe - v).tolist()) for k, v in others.items()},
+            "router_heldout_check": meta["metrics"]["heldout"]["router_argmax"]}
+
+
+def _router_heldout(settings: Any, meta: dict[str, Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The router's samples, its held-out mask and, for the held-out ones, the probabilities of the router
+    fit on the held-in part (with the artifact's L2 and temperature)."""
+    from serve.router import ContextEncoder, featurize
+    from training.router.cache import load_cache
+    from training.router.fit import fit_softmax_regression, holdout_mask, soft_targets
+    from training.router.train import router_dir, router_samples
+
+    samples = router_samples(settings, meta["split"], meta["n_samples"])
+    held = holdout_mask([s.conv_id for s in samples], meta["holdout"])
+    rows = load_cache(router_dir(settings.data_dir), meta["adapters"])
+    nll = np.array([rows[s.id] for s in samples])
+    features = featurize(ContextEncoder(), [s.messages() for s in samples])
+    weights = fit_softmax_regression(features[~held], soft_targets(nll[~held], meta["temperature"]),
+                                     l2=meta["l2"])
+    return samples, held, weights.probs(features[held])
+
+
+def moe_nll(settings: Any, moe_dir: Path, conversations: Sequence[Sequence[dict[str, str]]],
+            batch_size: int = 8) -> list[float]:
+    """Mean reply-token NLL of each conversation under the MoE (the router scorer's tokenization)."""
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from training.moe.reference import load_reference
+    from training.router.nll import reply_span, torch_nll_batch
+
+    reference = load_reference(moe_dir)
+    tokenizer = AutoTokenizer.from_pretrained(moe_dir)
+    items = [reply_span(tokenizer, c, max_tokens=settings.vllm_max_model_len - 1) for c in conversations]
+    order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
+    out = [0.0] * len(items)
+    for start in tqdm(range(0, len(order), batch_size), desc="MoE NLL", unit="batch"):
+        batch = order[start:start + batch_size]
+        values = torch_nll_batch(reference.model, [items[i] for i in batch], tokenizer.pad_token_id or 0)
+        for index, value in zip(batch, values, strict=True):
+            out[index] = value
+    return out
+
+
+def gate_probe(moe_dir: Path) -> dict[str, list[float]]:
+    """Mean gate weight on the sensibility expert (expert 0), per layer, over the tokens of each probe set."""
+    from transformers import AutoTokenizer
+
+    from training.moe.reference import load_reference
+
+    reference = load_reference(moe_dir)
+    tokenizer = AutoTokenizer.from_pretrained(moe_dir)
+    out = {}
+    for name, texts in (("feeling", FEELING), ("practical", PRACTICAL)):
+        per_layer = np.zeros(len(reference.gates))
+        for text in texts:
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                add_generation_prompt=True, return_dict=True)["input_ids"]
+            with torch.no_grad():
+                reference(input_ids=torch.tensor([ids]))
+            per_layer += [float(reference.gates[str(i)]["mlp"].current[0, :, 0].mean())
+                          for i in range(len(reference.gates))]
+        out[name] = (per_layer / len(texts)).tolist()
+    return out
+
+
+def gate_table(probe: dict[str, list[float]]) -> str:
+    lines = ["| layer | feeling: gate on sensibility | practical: gate on sensibility | difference |",
+             "|---|---|---|---|"]
+    for i, (f, p) in enumerate(zip(probe["feeling"], probe["practical"], strict=True)):
+        lines.append(f"| {i} | {f:.4f} | {p:.4f} | {f - p:+.4f} |")
+    return "\n".join(lines)
+
+
+def gate_plot(probe: dict[str, list[float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, values in probe.items():
+        ax.plot(range(len(values)), values, marker="o", label=f"{name} contexts")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel("mean gate on sensibility expert")
+    ax.set_title("empathy-moe: what the gates learned")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def nll_table(result: dict[str, Any]) -> str:
+    lines = [f"MoE held-out NLL per reply token: {result['moe']:.4f} (n = {result['n']})",
+             "| against | its NLL | moe minus it (95% CI) |", "|---|---|---|"]
+    for name, ci in result["moe_minus"].items():
+        lines.append(f"| {name} | {result['means'][name]:.4f} | {ci['mean']:+.4f} "
+                     f"[{ci['low']:+.4f}, {ci['high']:+.4f}] |")
+    return "\n".join(lines)
