@@ -79,9 +79,16 @@ def wait_http(url: str, timeout: float) -> None:
     raise SystemExit(f"{url} did not become healthy in {timeout:.0f}s")
 
 
+ADMIN_KEY = "bench-admin"
+
+
 def start_gateway(port: int, data_dir: str, upstream: str | None, model: str,
                   vllm_port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "EMPATHY_LOG_LEVEL": "WARNING", "EMPATHY_STORE_URL": f"sqlite:///{data_dir}/bench.db"}
+    env = {**os.environ, "EMPATHY_LOG_LEVEL": "WARNING", "EMPATHY_STORE_URL": f"sqlite:///{data_dir}/bench.db",
+           "EMPATHY_ADMIN_KEY": ADMIN_KEY,  # /health shows the engine's PID to the admin only
+           # the same sampling on both paths: no gateway defaults added to the gateway's requests
+           "EMPATHY_SAMPLING_DEFAULTS": '{"temperature": null, "top_p": null, "repetition_penalty": null, '
+                                        '"max_tokens": null}'}
     cmd = [sys.executable, "-m", "empathy", "serve", "--port", str(port), "--data-dir", data_dir, "--no-ui"]
     cmd += ["--upstream", upstream] if upstream else ["--base-model", model, "--vllm-port", str(vllm_port)]
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
@@ -131,7 +138,8 @@ def main() -> int:
         child_pid = None
         try:
             wait_http(f"http://127.0.0.1:{port}/health", 1200)
-            child_pid = httpx.get(f"http://127.0.0.1:{port}/health").json()["engines"][0].get("pid")
+            child_pid = httpx.get(f"http://127.0.0.1:{port}/health", headers={
+                "authorization": f"Bearer {ADMIN_KEY}"}).json()["engines"][0].get("pid")
             print(f"engine {upstream} (pid {child_pid}), gateway http://127.0.0.1:{port}; "
                   f"{args.requests} streamed chat requests, max_tokens {args.max_tokens}")
             for c in args.concurrency:
