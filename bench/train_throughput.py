@@ -1,12 +1,13 @@
 """Training throughput of the expert trainer (TRL SFT + LoRA) on the default base model, in tokens/s.
 
-    .venv/bin/python bench/train_throughput.py [--steps 24] [--batch-size 8] [--subset-file PATH]
+    .venv/bin/python bench/train_throughput.py [--steps 24] [--batch-size 8] [--variants today,ours,...]
 
-Without `--subset-file`, the first samples of the EmpatheticDialogues `valid` split (EMPATHY_CORPUS_PATH)
-are written to a temporary subset. Trains twice on the same samples, with TRL's defaults (activation
-checkpointing, random batches) and with ours (no checkpointing, length-grouped batches), and prints for each
-steps, samples, tokens seen, train runtime and tokens/s (input tokens without padding over the trainer's
-runtime, so model loading and tokenizing are excluded), then the speed-up.
+Trains each variant on the same samples for the same steps, in one run, and prints for each: tokens seen
+(without padding), train runtime (model loading and tokenizing excluded), tokens/s, the mean train loss over
+the steps and the last logged loss; then each variant's speed-up and loss ratio against `today` (the trainer
+as
+it was: fp32, every layer, padded batches). Without `--subset-file` the first samples of the
+EmpatheticDialogues `valid` split (EMPATHY_CORPUS_PATH) are written to a temporary subset.
 """
 
 from __future__ import annotations
@@ -16,6 +17,22 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+# name -> ExpertJob fields that differ from the job built from settings
+VARIANTS: dict[str, dict[str, Any]] = {
+    "today": {"bf16": False, "padding_free": False, "lora_layers": None, "reply_head": False},
+    "bf16": {"bf16": True, "padding_free": False, "lora_layers": None, "reply_head": False},
+    "bf16+head": {"bf16": True, "padding_free": False, "lora_layers": None, "reply_head": True},
+    "bf16+head+padfree": {"bf16": True, "padding_free": True, "lora_layers": None, "reply_head": True},
+    "bf16+head+padfree+last10": {"bf16": True, "padding_free": True, "lora_layers": 10, "reply_head": True},
+    "bf16+head+last15": {"bf16": True, "padding_free": False, "lora_layers": 15, "reply_head": True},
+    "bf16+head+last20": {"bf16": True, "padding_free": False, "lora_layers": 20, "reply_head": True},
+    "fp32+head": {"bf16": False, "padding_free": False, "lora_layers": None, "reply_head": True},
+    "ours": {},  # the settings' defaults
+    "TRL defaults": {"bf16": False, "padding_free": False, "lora_layers": None, "reply_head": False,
+                     "gradient_checkpointing": True, "group_by_length": False},
+}
 
 
 def corpus_subset(folder: Path, n: int) -> Path:
@@ -29,47 +46,54 @@ def corpus_subset(folder: Path, n: int) -> Path:
     return path
 
 
+def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from empathy.settings import get_settings
+    from training.commands.expert import job_from_settings
+    from training.experts import train_expert
+
+    settings = get_settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = args.subset_file or corpus_subset(Path(tmp), args.steps * args.batch_size)
+        job = job_from_settings(settings, "full", subset, Path(tmp) / "experts" / "bench")
+        job = replace(job, batch_size=args.batch_size, max_steps=args.steps, save_steps=10 * args.steps,
+                      **VARIANTS[name])
+        meta = train_expert(job)
+    runtime = float(meta["train_runtime_s"])
+    return {"steps": meta["steps"], "samples": meta["samples"], "tokens_seen": meta["tokens_seen"],
+            "train_runtime_s": round(runtime, 1), "tokens_per_s": round(meta["tokens_seen"] / runtime, 1),
+            "loss_mean": round(meta["train_loss_mean"], 4), "loss_last": round(meta["final_loss"], 4),
+            "job": {k: v for k, v in job.settings().items() if k in ("bf16", "padding_free", "lora_layers",
+                                                                     "reply_head", "group_by_length")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--variants", default="today,ours",
+                        help=f"comma-separated, first is the baseline; known: {', '.join(VARIANTS)}")
     parser.add_argument("--subset-file", type=Path)
     args = parser.parse_args()
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.setdefault(key, "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from empathy.settings import get_settings
-    from training.base_model import resolve_base_model
-    from training.experts import ExpertJob, train_expert
-
-    settings = get_settings()
+    names = args.variants.split(",")
     results = {}
-    for name, trl_defaults in (("TRL defaults", True), ("ours", False)):
-        with tempfile.TemporaryDirectory() as tmp:
-            subset = args.subset_file or corpus_subset(Path(tmp), args.steps * args.batch_size)
-            job = ExpertJob(
-                subset="full", subset_file=subset, out_dir=Path(tmp) / "experts" / "bench",
-                base_model=resolve_base_model(settings.base_model, settings.data_dir),
-                lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                lora_targets=tuple(settings.lora_targets), learning_rate=settings.learning_rate,
-                max_length=settings.max_length, batch_size=args.batch_size, max_steps=args.steps,
-                save_steps=10 * args.steps,
-                # TRL's defaults: activation checkpointing on, batches in random order (more padding).
-                gradient_checkpointing=trl_defaults, group_by_length=not trl_defaults,
-            )
-            meta = train_expert(job)
-        runtime = float(meta["train_runtime_s"])
-        results[name] = {
-            "steps": meta["steps"], "batch_size": args.batch_size, "samples": meta["samples"],
-            "tokens_seen": meta["tokens_seen"], "train_runtime_s": runtime,
-            "tokens_per_s": round(meta["tokens_seen"] / runtime, 1),
-            "s_per_step": round(runtime / meta["steps"], 2),
-        }
-    ours, base = results["ours"], results["TRL defaults"]
-    speedup = round(ours["tokens_per_s"] / base["tokens_per_s"], 2)
-    print(json.dumps({"base_model": settings.base_model, "cpu_threads": os.cpu_count(), **results,
-                      "speedup_tokens_per_s": speedup}, indent=2))
+    for name in names:
+        results[name] = run_variant(name, args)
+        print(json.dumps({name: results[name]}), flush=True)
+    base = results[names[0]]
+    for result in results.values():
+        result["speedup_vs_" + names[0]] = round(result["tokens_per_s"] / base["tokens_per_s"], 2)
+        result["loss_ratio_vs_" + names[0]] = round(result["loss_mean"] / base["loss_mean"], 4)
+    import torch
+
+    print(json.dumps({"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), **results},
+                     indent=2))
+
 
 if __name__ == "__main__":
     main()

@@ -12,10 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from empathy.errors import EmpathyError
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 EXPERTS = ("sensibility", "rationality")
 PIPELINE_ESTIMATE = ("about 18 minutes on a 2-core CPU the first time, 8 of them fitting the distilled "
@@ -27,9 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None, help="artifact folder (EMPATHY_DATA_DIR)")
     parser.add_argument("--host", default=None, help="gateway address (EMPATHY_HOST)")
     parser.add_argument("--port", type=int, default=None, help="gateway port (EMPATHY_PORT)")
-    parser.add_argument("--profile", default="quick", help="pipeline profile used when experts are missing")
+    parser.add_argument("--train", action="store_true",
+                        help="train your own experts with the pipeline (--profile) instead of serving the "
+                        "committed release; local experts always take precedence over the release")
+    parser.add_argument("--profile", default="quick",
+                        help="pipeline profile for --train, or when there is neither a release nor experts")
     parser.add_argument("--skip-pipeline", action="store_true",
                         help="serve even without experts (the base model only)")
+    parser.add_argument("--verbose", action="store_true", help="show the pipeline's logs on the console")
     return parser
 
 
@@ -37,17 +46,34 @@ def missing_experts(data_dir: Path) -> list[str]:
     return [e for e in EXPERTS if not (data_dir / "experts" / e / "adapter_config.json").is_file()]
 
 
-def run_pipeline(data_dir: Path, profile: str) -> None:
+def run_pipeline(data_dir: Path, profile: str, verbose: bool) -> None:
     """The pipeline in a child process: its memory (torch, the judge) is returned before serving starts."""
-    print(f"empathy up: no trained experts in {data_dir / 'experts'}; running `empathy pipeline --profile "
-          f"{profile}` ({PIPELINE_ESTIMATE}).", flush=True)
+    print(f"empathy up: running `empathy pipeline --profile {profile}` into {data_dir} "
+          f"({PIPELINE_ESTIMATE}); its logs go to {data_dir / 'logs' / 'pipeline.log'}.", flush=True)
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "empathy", "pipeline", "--profile", profile]
+    cmd = [sys.executable, "-m", "empathy", "pipeline", "--profile", profile,
+           *(["--verbose"] if verbose else [])]
     done = subprocess.run(cmd, env={**os.environ, "EMPATHY_DATA_DIR": str(data_dir)}, check=False)
     if done.returncode != 0:
         raise EmpathyError(f"`{' '.join(cmd[2:])}` failed (exit {done.returncode}); its output above says "
                            "why. Fix it and run `empathy up` again: finished steps are reused.")
     print(f"empathy up: pipeline finished in {(time.monotonic() - started) / 60:.1f} min.", flush=True)
+
+
+def use_release(settings: Settings) -> bool:
+    """Install the committed release into a data dir without experts; False when there is no release."""
+    from training.base_model import resolve_base_model
+    from training.release import default_release_dir, install_release
+
+    release = default_release_dir()
+    if not (release / "manifest.json").is_file():
+        return False
+    base = resolve_base_model(settings.base_model, settings.data_dir)
+    manifest = install_release(release, settings.data_dir, base, settings.blend_grid)
+    print(f"empathy up: no experts of your own in {settings.data_dir / 'experts'}; serving the release "
+          f"({manifest.get('profile')} profile, commit {str(manifest.get('commit'))[:10]}, hashes checked). "
+          "`empathy up --train` trains your own.", flush=True)
+    return True
 
 
 def banner(url: str, api_key: str | None) -> str:
@@ -97,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"empathy up: preparing the default base model in {data_dir / 'models'} (reused when present).",
           flush=True)
     prepare_default_model(data_dir)
-    if missing_experts(data_dir) and not args.skip_pipeline:
-        run_pipeline(data_dir, args.profile)
+    if args.train or (missing_experts(data_dir) and not args.skip_pipeline and not use_release(settings)):
+        run_pipeline(data_dir, args.profile, args.verbose)
     url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
     api_key = settings.api_keys[0] if settings.api_keys else None
     threading.Thread(target=announce_when_ready, args=(url, api_key, started), daemon=True).start()

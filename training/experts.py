@@ -55,6 +55,10 @@ class ExpertJob:
     max_steps: int | None = None
     gradient_checkpointing: bool = False
     group_by_length: bool = True
+    bf16: bool = True  # autocast matmuls to bf16 (AMX on recent x86 CPUs; tensor cores on GPUs)
+    padding_free: bool = False  # concatenate a batch into one row (no pad tokens), sequences kept apart
+    lora_layers: int | None = None  # LoRA on the last N decoder layers only (None: every layer)
+    reply_head: bool = True  # LM head on reply positions only, fp32 (training/sft_loss.py); False: TRL's
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def settings(self) -> dict[str, Any]:
@@ -103,6 +107,16 @@ def count_steps(n_rows: int, job: ExpertJob) -> int:
     return max(1, math.ceil(math.ceil(n_rows / job.batch_size) / job.grad_accum * job.epochs))
 
 
+def lora_layer_indices(base_model: str, last: int | None) -> list[int] | None:
+    """Indices of the last `last` decoder layers (None: all): the backward pass stops below them."""
+    if last is None:
+        return None
+    from transformers import AutoConfig
+
+    total = int(AutoConfig.from_pretrained(base_model).num_hidden_layers)
+    return list(range(max(total - last, 0), total))
+
+
 def build_trainer(job: ExpertJob, rows: list[dict[str, Any]], checkpoints: Path,
                   callbacks: Sequence[TrainerCallback] = ()) -> SFTTrainer:
     """TRL's SFT trainer over prompt/completion rows: loss on the completion (the reply) only."""
@@ -111,12 +125,15 @@ def build_trainer(job: ExpertJob, rows: list[dict[str, Any]], checkpoints: Path,
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from training.sft_loss import ReplyLossSFTTrainer
+
     steps = count_steps(len(rows), job)
     args = SFTConfig(
         output_dir=str(checkpoints),
         per_device_train_batch_size=job.batch_size, gradient_accumulation_steps=job.grad_accum,
         learning_rate=job.learning_rate, num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
-        max_length=job.max_length, completion_only_loss=True, packing=False,
+        # Padding-free batches are not truncated by TRL: rows are cut to max_length before (`sft_rows`).
+        max_length=None if job.padding_free else job.max_length, completion_only_loss=True, packing=False,
         seed=job.seed, data_seed=job.seed,
         # TRL turns checkpointing on by default (a third more compute); a small model on CPU has memory
         # to spare. Batches of similar lengths carry less padding (see bench/train_throughput.py).
@@ -125,14 +142,17 @@ def build_trainer(job: ExpertJob, rows: list[dict[str, Any]], checkpoints: Path,
         save_strategy="steps", save_steps=job.save_steps, save_total_limit=2,
         logging_steps=max(1, min(10, steps // 10)), include_num_input_tokens_seen="non_padding",
         # CPU: full precision, no worker processes, no external trackers.
-        use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0, report_to="none", disable_tqdm=False,
+        padding_free=job.padding_free, bf16=job.bf16, fp16=False,
+        use_cpu=True, dataloader_num_workers=0, report_to="none", disable_tqdm=False,
     )
     peft_config = LoraConfig(
         r=job.lora_r, lora_alpha=job.lora_alpha, lora_dropout=job.lora_dropout,
         target_modules=list(job.lora_targets), bias="none", task_type="CAUSAL_LM",
+        layers_to_transform=lora_layer_indices(job.base_model, job.lora_layers),
     )
     dataset = Dataset.from_list([to_prompt_completion(row) for row in rows])
-    return SFTTrainer(
+    trainer_class = ReplyLossSFTTrainer if job.reply_head else SFTTrainer
+    return trainer_class(
         model=job.base_model, args=args, train_dataset=dataset, peft_config=peft_config,
         processing_class=AutoTokenizer.from_pretrained(job.base_model), callbacks=list(callbacks),
     )

@@ -115,7 +115,10 @@ def last_seconds(data_dir: Path, name: str) -> float | None:
 def write_record(data_dir: Path, name: str, key: str, seconds: float) -> None:
     record = record_path(data_dir, name)
     record.parent.mkdir(parents=True, exist_ok=True)
+    from training.release import default_release_dir, git_commit
+
     record.write_text(json.dumps({"fingerprint": key, "seconds": round(seconds, 1),
+                                  "commit": git_commit(default_release_dir().parent),
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
 
 
@@ -197,17 +200,19 @@ def judge_step(settings: Settings, judge: str | None, scores: Path | None) -> li
     inputs = [Path(settings.distill_labels_path)]
     if settings.distill_kind == "lexical":
         inputs.append(Path(settings.distill_discard_path))
-    return [Step("judge", params, inputs, [artifact_dir(settings.data_dir, settings.distill_name) / META_FILE],
-                 lambda: default_judge(settings, None))]
+    output = artifact_dir(settings.data_dir, settings.distill_name) / META_FILE
+    return [Step("judge", params, inputs, [output], lambda: default_judge(settings, None))]
 
 
 def expert_action(settings: Settings, profile: Profile, subset: str) -> Callable[[], None]:
     def action() -> None:
         from training.commands.expert import job_from_settings
         from training.experts import train_expert
+        from training.release import SOURCE_MARK
         from training.sft_data import subset_path
 
         d = settings.data_dir
+        (d / "experts" / SOURCE_MARK).unlink(missing_ok=True)  # trained here: local experts come first
         job = job_from_settings(settings, subset, subset_path(d, subset), d / "experts" / subset,
                                 limit=profile.expert_limit, max_steps=profile.expert_max_steps)
         meta = train_expert(job)
@@ -308,12 +313,12 @@ def summary_table(results: Sequence[StepResult]) -> str:
     return "\n".join(lines)
 
 
-def run_steps(settings: Settings, steps: Sequence[Step], force: Sequence[str], verbose: bool
+def run_steps(d: Path, steps: Sequence[Step], force: Sequence[str] = (), verbose: bool = False
               ) -> list[StepResult]:
-    """Run each out-of-date step under the console (one line per step, output to the log file)."""
+    """Run each out-of-date step of `steps` (data dir `d`) under the console: one line per step, the
+    step's own output in `<d>/logs/pipeline.log` unless `verbose`."""
     from empathy.console import StepConsole
 
-    d = settings.data_dir
     console = StepConsole(d / "logs" / "pipeline.log", verbose)
     results = []
     for number, step in enumerate(steps, start=1):
@@ -356,6 +361,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     profile = PROFILES[args.profile]
     steps = plan(settings, profile, args.judge, args.scores, args.url)
-    results = run_steps(settings, steps, args.force, args.verbose)
+    results = run_steps(settings.data_dir, steps, args.force, args.verbose)
     print(summary_table(results), flush=True)
     return 0

@@ -29,6 +29,21 @@ class TrainingSettings(BaseSettings):
         description="Recompute activations in the backward pass of expert training: less memory, a third "
         "more compute (turn on for large models on a GPU).",
     )
+    train_bf16: bool = Field(
+        default=True,
+        description="bf16 autocast in expert training (AMX on recent x86 CPUs, tensor cores on GPUs); the "
+        "LoRA weights and optimizer state stay fp32. See bench/train_throughput.py.",
+    )
+    train_padding_free: bool = Field(
+        default=False,
+        description="Concatenate each batch into one row without pad tokens (sequences kept apart by their "
+        "position ids) in expert training.",
+    )
+    lora_layers: int | None = Field(
+        default=None, ge=1,
+        description="LoRA on the last N decoder layers only (None: every layer); the backward pass then "
+        "stops below them.",
+    )
     seed: int = Field(default=42, description="Seed of expert training and of the `--limit` shuffle.")
     save_steps: int = Field(
         default=50, ge=1,

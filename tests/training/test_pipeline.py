@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.pipeline import PROFILES, fingerprint, run_step, summary_table
+from training.pipeline import PROFILES, Step, fingerprint, run_steps, summary_table
 
 
 def test_steps_skip_when_inputs_are_unchanged(tmp_path: Path) -> None:
@@ -17,8 +17,9 @@ def test_steps_skip_when_inputs_are_unchanged(tmp_path: Path) -> None:
         output.parent.mkdir(exist_ok=True)
         output.write_text(source.read_text().upper())
 
-    def step() -> str:
-        return run_step(tmp_path, "demo", fingerprint({"limit": 3}, [source]), [output], action).status
+    def step(force: tuple[str, ...] = ()) -> str:
+        demo = Step("demo", {"limit": 3}, [source], [output], action)
+        return run_steps(tmp_path, [demo], force)[0].status
 
     assert step() == "ran"
     assert step() == "skipped"
@@ -27,8 +28,8 @@ def test_steps_skip_when_inputs_are_unchanged(tmp_path: Path) -> None:
     output.unlink()
     assert step() == "ran"
     assert runs == ["v1", "v2", "v2"]
-    assert run_step(tmp_path, "demo", fingerprint({"limit": 3}, [source]), [output], action,
-                    force=True).status == "ran"
+    assert step(force=("demo",)) == "ran"
+    assert (tmp_path / "logs" / "pipeline.log").is_file()  # the step's output went to the log
 
 
 def test_fingerprint_depends_on_params_and_content(tmp_path: Path) -> None:
@@ -43,6 +44,10 @@ def test_fingerprint_depends_on_params_and_content(tmp_path: Path) -> None:
 
 def test_profiles_and_summary() -> None:
     assert PROFILES["quick"].expert_limit and PROFILES["paper"].expert_limit is None
+    standard = PROFILES["standard"]  # the release's profile: issue 11's minimums
+    assert standard.expert_limit is not None and standard.expert_limit >= 2000
+    assert standard.router_limit is not None and standard.router_limit >= 1500
+    assert standard.expert_max_steps is None and standard.eval_limit
     from training.pipeline import StepResult
 
     table = summary_table([StepResult("select", "ran", 12.34), StepResult("blends", "skipped", 0.0)])

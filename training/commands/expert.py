@@ -5,8 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 SUBSET_CHOICES = ("sensibility", "rationality", "full")
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
+    from training.experts import ExpertJob
+
+
+def job_from_settings(settings: Settings, subset: str, subset_file: Path, out_dir: Path,
+                      limit: int | None = None, max_steps: int | None = None) -> ExpertJob:
+    """The expert job that the settings describe (the one place settings become training options)."""
+    from training.base_model import resolve_base_model
+    from training.experts import ExpertJob
+
+    return ExpertJob(
+        subset=subset, subset_file=subset_file, out_dir=out_dir,
+        base_model=resolve_base_model(settings.base_model, settings.data_dir),
+        lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        lora_targets=tuple(settings.lora_targets), learning_rate=settings.learning_rate,
+        epochs=settings.epochs, max_length=settings.max_length, batch_size=settings.batch_size,
+        grad_accum=settings.grad_accum, seed=settings.seed, save_steps=settings.save_steps,
+        limit=limit, max_steps=max_steps, gradient_checkpointing=settings.gradient_checkpointing,
+        bf16=settings.train_bf16, padding_free=settings.train_padding_free, lora_layers=settings.lora_layers,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from empathy.errors import ConfigError
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
-    from training.base_model import resolve_base_model
-    from training.experts import ExpertJob, is_up_to_date, train_expert
+    from training.experts import is_up_to_date, train_expert
     from training.sft_data import subset_path
 
     settings = get_settings(data_dir=args.data_dir, base_model=args.base_model)
@@ -37,17 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value in (("--limit", args.limit), ("--max-steps", args.max_steps)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer; got {value}.")
-    job = ExpertJob(
-        subset=args.subset,
-        subset_file=args.subset_file or subset_path(settings.data_dir, args.subset),
-        out_dir=args.out or settings.data_dir / "experts" / args.subset,
-        base_model=resolve_base_model(settings.base_model, settings.data_dir),
-        lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-        lora_targets=tuple(settings.lora_targets), learning_rate=settings.learning_rate,
-        epochs=settings.epochs, max_length=settings.max_length, batch_size=settings.batch_size,
-        grad_accum=settings.grad_accum, seed=settings.seed, save_steps=settings.save_steps,
-        limit=args.limit, max_steps=args.max_steps, gradient_checkpointing=settings.gradient_checkpointing,
-    )
+    job = job_from_settings(settings, args.subset,
+                            args.subset_file or subset_path(settings.data_dir, args.subset),
+                            args.out or settings.data_dir / "experts" / args.subset,
+                            limit=args.limit, max_steps=args.max_steps)
     if not args.force and is_up_to_date(job):
         print(f"expert {job.out_dir} is up to date (same settings and subset); --force trains it again")
         return 0
