@@ -40,10 +40,23 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             body = {"$ref": REF.format(model=kind.__name__)}
         operation = spec["paths"][path][method]
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    _caps(schemas, app.state.gateway.settings)
     spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     spec["security"] = [{"bearer": []}, {}]
     app.openapi_schema = spec
     return spec
+
+
+def _caps(schemas: dict[str, Any], settings: Any) -> None:
+    """This gateway's limits as `maximum`s of the completion requests' integer fields."""
+    limits = {"n": settings.max_n, "max_tokens": settings.max_tokens_cap,
+              "max_completion_tokens": settings.max_tokens_cap}
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        properties = schemas.get(name, {}).get("properties", {})
+        for field, limit in limits.items():
+            for branch in properties.get(field, {}).get("anyOf", []):
+                if branch.get("type") == "integer":
+                    branch["maximum"] = limit
 
 
 @router.get("/openapi.json", responses=ERRORS)

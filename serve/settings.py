@@ -81,8 +81,12 @@ class ServeSettings(BaseSettings):
     )
     max_n: int = Field(
         default=4, ge=1, le=128,
-        description="Most choices one completion request may ask for (`n`, times the number of prompts of "
-        "a batched text completion); more gets 400.",
+        description="Most choices one completion request may ask for per prompt (`n`, `best_of`); more gets "
+        "400.",
+    )
+    max_prompts: int = Field(
+        default=32, ge=1, le=1024,
+        description="Most prompts one batched text completion may carry; more gets 400.",
     )
     max_tokens_cap: int = Field(
         default=1024, ge=1,

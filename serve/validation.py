@@ -157,27 +157,26 @@ def _prompt_count(body: dict[str, Any]) -> int:
     return 1
 
 
-def check_common(body: dict[str, Any], max_n: int, max_tokens: int) -> str:
-    """Checks shared by chat and text completions; returns the model name."""
+def check_common(body: dict[str, Any], limits: Any) -> str:
+    """Checks shared by chat and text completions (`limits`: the gateway's settings); returns the model."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("`model` is required: a name from GET /v1/models.", "model", code="missing_model")
-    prompts = _prompt_count(body)
-    _check_int(body, "n", 1, max_n // prompts, "EMPATHY_MAX_N, shared by the prompts of a batch")
-    _check_int(body, "best_of", 1, max_n // prompts, "EMPATHY_MAX_N")
-    if prompts > max_n:
-        raise bad_request(f"a batch of {prompts} prompts exceeds EMPATHY_MAX_N={max_n}.", "prompt",
-                          code="over_limit")
+    for name in ("n", "best_of"):
+        _check_int(body, name, 1, limits.max_n, "EMPATHY_MAX_N")
+    if _prompt_count(body) > limits.max_prompts:
+        raise bad_request(f"a batch of {_prompt_count(body)} prompts exceeds EMPATHY_MAX_PROMPTS="
+                          f"{limits.max_prompts}.", "prompt", code="over_limit")
     for name in ("max_tokens", "max_completion_tokens"):
-        _check_int(body, name, 0, max_tokens, "EMPATHY_MAX_TOKENS_CAP")
+        _check_int(body, name, 0, limits.max_tokens_cap, "EMPATHY_MAX_TOKENS_CAP")
     _check_int(body, "top_logprobs", 0)
     if "stream" in body and not isinstance(body["stream"], bool):
         raise bad_request("`stream` must be true or false.", "stream")
     return model
 
 
-def check_chat(body: dict[str, Any], max_n: int, max_tokens: int) -> str:
-    model = check_common(body, max_n, max_tokens)
+def check_chat(body: dict[str, Any], limits: Any) -> str:
+    model = check_common(body, limits)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("`messages` must be a non-empty list of {role, content}.", "messages")
@@ -186,8 +185,8 @@ def check_chat(body: dict[str, Any], max_n: int, max_tokens: int) -> str:
     return model
 
 
-def check_completion(body: dict[str, Any], max_n: int, max_tokens: int) -> str:
-    model = check_common(body, max_n, max_tokens)
+def check_completion(body: dict[str, Any], limits: Any) -> str:
+    model = check_common(body, limits)
     if "prompt" not in body:
         raise bad_request("`prompt` is required.", "prompt")
     return model

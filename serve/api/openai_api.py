@@ -46,7 +46,7 @@ async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Res
     started = time.perf_counter()
     body: dict[str, Any] = await read_json(request)
     check = check_chat if schema is ChatCompletionRequest else check_completion
-    model = check(body, gw.settings.max_n, gw.settings.max_tokens_cap)
+    model = check(body, gw.settings)
     request.state.model = model
     schema.model_validate(body)  # types and ranges of the known fields; the raw body is what is sent
     route = await resolve(gw, model, body, request.headers)

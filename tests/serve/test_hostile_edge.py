@@ -33,7 +33,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("edge")
     (tmp / "data").mkdir()
     settings = make_settings(tmp, tmp / "data", upstreams=[f"http://127.0.0.1:{free_port()}"],
-                             body_timeout=1.0, max_json_depth=32, max_n=4, max_tokens_cap=256)
+                             body_timeout=1.0, max_json_depth=32, max_n=4, max_tokens_cap=256,
+                             max_prompts=5)
     app = create_app(settings)
     with serve_app(app) as url:
         yield Running(url, app)
@@ -129,7 +130,8 @@ def test_any_stored_row_keeps_listings_up_and_delete_removes_it(edge: Running) -
     (BASE + '"max_tokens": 257}', "over_limit"),
     (BASE + '"max_completion_tokens": 10000}',
      "over_limit"),
-    ('{"model": "base", "prompt": ["a", "b", "c"], "n": 2}', "over_limit"),
+    ('{"model": "base", "prompt": ["a", "b", "c", "d", "e", "f"]}', "over_limit"),
+    ('{"model": "base", "prompt": "a", "best_of": 9}', "over_limit"),
     (BASE + '"temperature": "hot"}',
      "invalid_value"),
 ])

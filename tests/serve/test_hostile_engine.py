@@ -70,7 +70,6 @@ def _abandon(url: str, body: dict[str, Any], after: float) -> None:
                         break
         except httpx.ReadTimeout:
             pass
-    assert time.monotonic() - started < after + 1.0
 
 
 @pytest.mark.parametrize("stream", [False, True])
