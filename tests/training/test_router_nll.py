@@ -55,3 +55,42 @@ def test_vllm_nll_matches_peft(vllm_server: str, tiny_model_dir: Path,
         assert row_fast == pytest.approx(row_slow, abs=2e-2, rel=2e-3)
     # The adapters change the scores (otherwise the comparison proves nothing).
     assert abs(fast[0][1] - fast[0][0]) > 1e-3
+
+
+def test_shared_prefix_is_exact(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Adapters on the last layer only: the first layer runs once per batch for every adapter, and the NLLs
+    equal a full forward pass per adapter (and differ between adapters, so the replay is not a no-op)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.router.nll import (
+        _active,
+        first_adapted_layer,
+        load_peft,
+        reply_span,
+        torch_nll,
+        torch_nll_batch,
+    )
+
+    folders = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+        config = LoraConfig(r=4, target_modules=["q_proj", "down_proj"], layers_to_transform=[1],
+                            init_lora_weights=False)
+        folders[f"a{seed}"] = str(tmp_path / f"a{seed}")
+        get_peft_model(base, config).save_pretrained(folders[f"a{seed}"])
+    model = load_peft(str(tiny_model_dir), folders)
+    assert first_adapted_layer(model) == 1
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    convs = [[{"role": "user", "content": f"I lost my job {'again ' * i}today."},
+              {"role": "assistant", "content": "That sounds really hard. What happened?"}] for i in range(5)]
+    items = [reply_span(tokenizer, c) for c in convs]
+    names = ["base", "a1", "a2"]
+    table = torch_nll(model, names, items, pad_id=0, batch_size=2, progress=False)
+    for m, name in enumerate(names):
+        with _active(model, name):
+            full = torch_nll_batch(model, items, pad_id=0)
+        assert [row[m] for row in table] == pytest.approx(full, abs=1e-5)
+    assert abs(table[0][1] - table[0][2]) > 1e-4

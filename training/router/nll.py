@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +110,19 @@ def vllm_nll(client: Any, models: Sequence[str], items: Sequence[Scored], batch_
     return table
 
 
+def batch_tensors(items: Sequence[Scored], pad_id: int) -> tuple[Any, Any, Any]:
+    """Left-padded ids, attention mask and position ids of a batch (padded rows equal unpadded ones)."""
+    import torch
+
+    width = max(len(item.ids) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, item in enumerate(items):
+        ids[row, width - len(item.ids):] = torch.tensor(item.ids)
+        mask[row, width - len(item.ids):] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def torch_nll_batch(model: Any, items: Sequence[Scored], pad_id: int) -> list[float]:
     """Mean reply NLL of each item from one forward pass (fp32).
 
@@ -119,18 +132,13 @@ def torch_nll_batch(model: Any, items: Sequence[Scored], pad_id: int) -> list[fl
     """
     import torch
 
-    width = max(len(item.ids) for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, item in enumerate(items):
-        ids[row, width - len(item.ids):] = torch.tensor(item.ids)
-        mask[row, width - len(item.ids):] = 1
+    ids, mask, positions = batch_tensors(items, pad_id)
     keep = max(item.end - item.start for item in items) + 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
     out = []
+    width = ids.shape[1]
     for row, item in enumerate(items):
         # The token at position t is predicted by the logits at t - 1; the last logit predicts nothing.
         n = item.end - item.start
@@ -138,6 +146,61 @@ def torch_nll_batch(model: Any, items: Sequence[Scored], pad_id: int) -> list[fl
         picked = logprobs[row, keep - 1 - n:keep - 1].gather(-1, targets[:, None]).squeeze(-1)
         out.append(float(-picked.mean()))
     return out
+
+
+def first_adapted_layer(model: Any) -> int:
+    """Index of the lowest decoder layer that any loaded adapter changes (the layers below it compute the
+    same hidden states under every blend, so they are computed once: see `shared_prefix`)."""
+    import re
+
+    found = [int(m.group(1)) for name, _ in model.named_modules()
+             if "lora_A" in name and (m := re.search(r"\.layers\.(\d+)\.", name))]
+    return min(found) if found else 0
+
+
+@contextlib.contextmanager
+def shared_prefix(model: Any, items: Sequence[Scored], batches: Sequence[list[int]], pad_id: int
+                  ) -> Iterator[Callable[[int], None]]:
+    """Compute the unadapted layers' output once per batch; while open, the decoder starts from it
+    (`select(b)` picks batch b's cached hidden state). Exact: those layers carry no adapter weights."""
+    import torch
+    from torch import nn
+
+    start = first_adapted_layer(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder()
+    layers, norm = decoder.layers, decoder.norm
+    cache = []
+    if start > 0:
+        decoder.layers, decoder.norm = nn.ModuleList(layers[:start]), nn.Identity()
+        try:
+            with torch.inference_mode():
+                for batch in batches:
+                    ids, mask, positions = batch_tensors([items[i] for i in batch], pad_id)
+                    cache.append(decoder(input_ids=ids, attention_mask=mask, position_ids=positions
+                                         ).last_hidden_state)
+        finally:
+            decoder.layers, decoder.norm = layers, norm
+
+    class Replay(nn.Module):
+        """Stands in for the shared layers: returns the cached hidden state of the batch being scored."""
+
+        hidden: Any = None
+
+        def forward(self, hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
+            return self.hidden
+
+    replay = Replay()
+
+    def select(b: int) -> None:
+        replay.hidden = cache[b] if cache else None
+
+    if start > 0:
+        decoder.layers = nn.ModuleList([replay, *layers[start:]])
+    try:
+        yield select
+    finally:
+        decoder.layers = layers
 
 
 def peft_name(name: str) -> str:
@@ -165,8 +228,9 @@ def torch_nll(model: Any, models: Sequence[str], items: Sequence[Scored], pad_id
               progress: bool = True) -> list[list[float]]:
     """NLL matrix [sample][model] with transformers+PEFT (`models` are adapter names; "base" = no adapter).
 
-    Each adapter is merged into the weights while it scores (no LoRA overhead per forward pass), and
-    samples are batched by length so rows carry little padding.
+    Each adapter is merged into the weights while it scores (no LoRA overhead per forward pass), samples
+    are batched by length so rows carry little padding, and the layers below the lowest adapted layer run
+    once per batch for all adapters (`shared_prefix`).
     """
     from tqdm import tqdm
 
@@ -174,10 +238,11 @@ def torch_nll(model: Any, models: Sequence[str], items: Sequence[Scored], pad_id
     order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
     batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
     with tqdm(total=len(models) * len(items), desc="NLL (transformers)", unit="sample",
-              disable=not progress) as bar:
+              disable=not progress) as bar, shared_prefix(model, items, batches, pad_id) as select:
         for m, name in enumerate(models):
             with _active(model, name):
-                for batch in batches:
+                for b, batch in enumerate(batches):
+                    select(b)
                     for index, value in zip(batch, torch_nll_batch(model, [items[i] for i in batch], pad_id),
                                             strict=True):
                         table[index][m] = value
