@@ -8,6 +8,7 @@ as markdown, each cell with its 95% bootstrap interval, and paired differences b
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(argv or [])
     if args_list[:1] == ["table"]:
         return table_main(args_list[1:])
+    if args_list[:1] == ["probes"]:
+        return probes_main(args_list[1:])
     args = build_parser().parse_args(args_list)
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
@@ -72,4 +75,36 @@ def table_main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"empathy eval table: {exc}")
         return 2
+    return 0
+
+
+def probes_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="empathy eval probes",
+        description="the router's expected sensibility weight on probe first turns (feeling vs practical, "
+        "difference with a 95%% bootstrap interval); with --url, also each --models reply to some probes")
+    parser.add_argument("--data-dir", help="artifact folder with router/ (EMPATHY_DATA_DIR)")
+    parser.add_argument("--file", type=Path, help="probes JSONL (default: tests/data/probes.jsonl)")
+    parser.add_argument("--url", help="an OpenAI-compatible endpoint, e.g. the gateway http://HOST:PORT/v1")
+    parser.add_argument("--models", default="base,empathy-sensibility,empathy-rationality,empathy")
+    parser.add_argument("--replies", type=int, default=5, help="probes to ask per group (with --url)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
+    args = parser.parse_args(argv)
+    import json
+
+    from empathy.settings import get_settings
+    from serve.router import Router
+    from training.evaluation.probes import DEFAULT_PROBES, read_probes, replies, router_report
+
+    settings = get_settings(data_dir=args.data_dir)
+    probes = read_probes(args.file or DEFAULT_PROBES)
+    print(json.dumps(router_report(Router.load(settings.data_dir / "router"), probes), indent=2))
+    if args.url:
+        from openai import OpenAI
+
+        picked = [p for kind in ("feeling", "practical")
+                  for p in [q for q in probes if q.kind == kind][: args.replies]]
+        params = {} if args.temperature is None else {"temperature": args.temperature}
+        client = OpenAI(base_url=args.url, api_key=settings.api_keys[0] if settings.api_keys else "none")
+        print(json.dumps(replies(client, args.models.split(","), picked, **params), indent=2))
     return 0
