@@ -18,6 +18,7 @@ from fastapi import Request
 from serve.errors import APIError, bad_request
 
 CLOSE = {"connection": "close"}
+DRAIN_SECONDS = 5.0  # at most this long is the rest of a too-large body read (and dropped)
 
 
 class _NonFinite(ValueError):
@@ -116,7 +117,7 @@ async def _drain(request: Request, timeout: float) -> None:
     # Reading the rest (for a bounded time) lets the client finish sending and then read our 413 instead
     # of a connection reset; a client that stalls gets the 413 when the time is up.
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(min(timeout, DRAIN_SECONDS)):
             async for _ in request.stream():
                 pass
     except TimeoutError:
