@@ -117,6 +117,24 @@ class ServeSettings(BaseSettings):
         '0.5}}); fields left out there come from EMPATHY_SAMPLING_DEFAULTS.',
     )
 
+    sequential_method: Literal["gavi", "bounded"] = Field(
+        default="gavi",
+        description="Confidence sequences of experiment results (valid however often they are looked at): "
+        "`gavi` uses the observed variance (GrowthBook's generalized anytime-valid intervals; narrower, "
+        "asymptotic); `bounded` the largest variance of a [0, 1] value (exact at every count, wider).",
+    )
+    sequential_tuning_n: float = Field(
+        default=1000.0, ge=10, le=1e8,
+        description="Observations at which an experiment's confidence sequences are narrowest (sets the "
+        "normal mixture's rho, like GrowthBook's tuning parameter): near the count an experiment is "
+        "expected to reach. Smaller: earlier decisions on large effects, wider intervals later.",
+    )
+    sequential_min_n: int = Field(
+        default=10, ge=2, le=100_000,
+        description="Observations each arm needs before a `gavi` sequence can decide (its variance is "
+        "estimated from them).",
+    )
+
     @model_validator(mode="after")
     def _defaults_within_caps(self) -> ServeSettings:
         for name, defaults in {"sampling_defaults": self.sampling_defaults, **self.model_sampling}.items():
