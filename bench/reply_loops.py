@@ -84,12 +84,14 @@ def report(result: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         cells = bootstrap_intervals(run_stats(run["replies"], refs))
         lines.append(f"| {run['model']} | {run['mode']} | "
                      + " | ".join(format_cell(k, cells[k]) for k, _ in SHOWN) + f" | {run['seconds']} |")
-    if baseline is not None:
+    if baseline is not None and baseline["ids"] != result["ids"]:
+        lines.append("(the baseline has other contexts: no paired comparison; use the same --split and --n)")
+    elif baseline is not None:
         lines += ["", "now - baseline (paired on the same contexts; * = interval excludes 0)",
                   "| Model | Mode | " + " | ".join(t for _, t in SHOWN) + " |", "|---" * 5 + "|"]
         for key, run in result["runs"].items():
             before = baseline["runs"].get(key)
-            if before is None or baseline["ids"] != result["ids"]:
+            if before is None:
                 continue
             diff = paired_difference(run_stats(run["replies"], refs), run_stats(before["replies"], refs))
             lines.append(f"| {run['model']} | {run['mode']} | "
