@@ -30,10 +30,46 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free TCP port BELOW the kernel's ephemeral range: a port the kernel hands out for `bind(0)` is free
+    now but may be taken a second later by any process (vLLM's workers bind such ports), while nothing picks
+    one of these by chance. Falls back to an ephemeral port."""
+    import random
+
+    top = _ephemeral_start()
+    for _ in range(50):
+        port = random.SystemRandom().randrange(max(top - 12000, 1024), top)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last_in_module` run after the other tests of their module (which stay contiguous, so
+    module fixtures are set up once). A matter of cost, not correctness: such a test uses up something the
+    module shares (e.g. it stops the module's own `empathy serve`, which then must be started again)."""
+    def last(item: pytest.Item) -> bool:
+        return item.get_closest_marker("last_in_module") is not None
+
+    for module in dict.fromkeys(getattr(item, "module", None) for item in items if last(item)):
+        block = [i for i, item in enumerate(items) if getattr(item, "module", None) is module]
+        ordered = sorted((items[i] for i in block), key=last)  # stable: the rest keep their order
+        for i, item in zip(block, ordered, strict=True):
+            items[i] = item
 
 
 @pytest.fixture(scope="session")

@@ -59,8 +59,10 @@ def serve_app(app: FastAPI) -> Iterator[str]:
 def make_settings(tmp: Path, data_dir: Path, **overrides: Any) -> Any:
     from empathy.settings import get_settings
 
-    return get_settings(data_dir=str(data_dir), store_url=f"sqlite:///{tmp / 'gateway.db'}", ui_enabled=False,
-                        api_keys=[API_KEY], admin_key=ADMIN_KEY, health_interval=0.5, **overrides)
+    """Gateway settings for a test; an override of None unsets that field (e.g. `admin_key=None`)."""
+    fields = {"data_dir": str(data_dir), "store_url": f"sqlite:///{tmp / 'gateway.db'}", "ui_enabled": False,
+              "api_keys": [API_KEY], "admin_key": ADMIN_KEY, "health_interval": 0.5, **overrides}
+    return get_settings(**fields)
 
 
 @pytest.fixture(scope="session")

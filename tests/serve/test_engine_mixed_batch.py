@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+pytestmark = pytest.mark.slow  # the session's vLLM engine
 PROMPT = "I failed my exam today and I feel terrible. My parents will be so disappointed in me."
 TOLERANCE = 1e-3  # fp32 batch-composition noise is ~1e-5 on this prompt; an adapter moves it by far more
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import openai
 import pytest
 
@@ -57,33 +59,43 @@ def test_overrides(gateway: Running) -> None:
     reply = client.chat.completions.create(model="empathy", messages=HELLO, max_tokens=2,
                                            extra_body={"empathy": {"expert": "sensibility"}})
     assert reply.model == "empathy-sensibility" and reply.model_extra["empathy"]["blend"] == 1.0
-    for bad in ({"blend": 0.6}, {"blend": 1.5}, {"expert": "nope"}, {"blend": 0.5, "expert": "x"}):
+    for bad, code in (({"blend": 0.6}, "off_grid"), ({"blend": 1.5}, None), ({"expert": "nope"}, None),
+                      ({"blend": 0.5, "expert": "x"}, None)):
         with pytest.raises(openai.BadRequestError) as err:
             client.chat.completions.create(model="empathy", messages=HELLO, max_tokens=2,
                                            extra_body={"empathy": bad})
         assert err.value.body["param"].startswith("empathy")
+        assert code is None or err.value.body["code"] == code  # between grid points: off_grid (README)
 
 
 def test_sticky_per_conversation(gateway: Running) -> None:
-    client = gateway.client()
-    first = client.chat.completions.create(model="empathy", messages=HELLO, max_tokens=2,
-                                           extra_headers={"x-session-id": "conv-1"})
-    later = [*HELLO, {"role": "assistant", "content": "Oh no."}, {"role": "user", "content": "Yes, sad."}]
+    """A conversation keeps its first routing decision; ids are new each run so no earlier request (of
+    this test or another) decided for it."""
+    client, run = gateway.client(), uuid.uuid4().hex
+    opening = [{"role": "user", "content": f"I failed my driving test again today ({run})."}]
+    later = [*opening, {"role": "assistant", "content": "Oh no."}, {"role": "user", "content": "Yes, sad."}]
+    session = {"x-session-id": f"conv-{run}"}
+    first = client.chat.completions.create(model="empathy", messages=opening, max_tokens=2,
+                                           extra_headers=session)
     second = client.chat.completions.create(model="empathy", messages=later, max_tokens=2,
-                                            extra_headers={"x-session-id": "conv-1"})
-    assert first.model_extra["empathy"]["source"] in {"router", "sticky"}
+                                            extra_headers=session)
+    assert first.model_extra["empathy"]["source"] == "router"
     assert second.model_extra["empathy"]["source"] == "sticky"
     assert second.model_extra["empathy"]["blend"] == first.model_extra["empathy"]["blend"]
     # Without a session id or user, the first user message identifies the conversation.
-    third = client.chat.completions.create(model="empathy", messages=later, max_tokens=2)
-    assert third.model_extra["empathy"]["source"] == "sticky"
+    alone = [{"role": "user", "content": f"My sister forgot my birthday ({run})."}]
+    third = client.chat.completions.create(model="empathy", messages=alone, max_tokens=2)
+    fourth = client.chat.completions.create(model="empathy", messages=[*alone, *later[1:]], max_tokens=2)
+    assert third.model_extra["empathy"]["source"] == "router"
+    assert fourth.model_extra["empathy"]["source"] == "sticky"
+    assert fourth.model_extra["empathy"]["adapter"] == third.model_extra["empathy"]["adapter"]
     # The decision outlives the process memory (a restarted gateway, or another one on the same store).
     gateway.gateway.sticky.clear()
-    fourth = client.chat.completions.create(model="empathy", messages=later, max_tokens=2,
-                                            extra_headers={"x-session-id": "conv-1"})
-    assert fourth.model_extra["empathy"]["source"] == "sticky"
-    assert fourth.model_extra["empathy"]["adapter"] == first.model_extra["empathy"]["adapter"]
-    assert gateway.gateway.store.get_route("session:conv-1") is not None
+    fifth = client.chat.completions.create(model="empathy", messages=later, max_tokens=2,
+                                           extra_headers=session)
+    assert fifth.model_extra["empathy"]["source"] == "sticky"
+    assert fifth.model_extra["empathy"]["adapter"] == first.model_extra["empathy"]["adapter"]
+    assert gateway.gateway.store.get_route(f"session:conv-{run}") is not None
 
 
 def test_standard_fields_pass_through(gateway: Running) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 
 from serve.app import create_app
 from tests.conftest import free_port
-from tests.serve.conftest import API_KEY, Running, make_settings, serve_app
+from tests.serve.conftest import ADMIN_KEY, API_KEY, Running, make_settings, serve_app
+from tests.serve.own_serve import scrape, total
 
 pytestmark = pytest.mark.slow
 MSG = [{"role": "user", "content": "hello"}]
@@ -74,18 +76,35 @@ def test_vllm_adapter_endpoints_are_not_exposed(gateway: Running) -> None:
 
 
 def test_health_metrics_and_request_id(gateway: Running) -> None:
-    gateway.client().chat.completions.create(model="empathy", messages=MSG, max_tokens=1)
+    """/metrics counts what happened: the deltas of the request, error, latency, TTFT and router counters
+    over a few known requests (a new conversation each run, so the router decides exactly once)."""
+    before = scrape(gateway.url)
+    fresh = [{"role": "user", "content": f"hello, this is run {uuid.uuid4().hex}"}]
+    gateway.client().chat.completions.create(model="empathy", messages=fresh, max_tokens=1)
     list(gateway.client().chat.completions.create(model="base", messages=MSG, max_tokens=2, stream=True))
+    for body in ('{"model": "base", "messages": [], "max_tokens": 1}', "{not json",
+                 json.dumps({"model": "base", "messages": MSG, "n": 0})):
+        assert _post(gateway, body).status_code == 400
+    assert _post(gateway, json.dumps({"model": "no-such-model", "messages": MSG})).status_code == 404
     health = httpx.get(f"{gateway.url}/health").json()
     assert health["status"] == "ok" and health["engines"][0]["supervised"] is True
     resp = httpx.get(f"{gateway.url}/metrics", headers={"x-request-id": "abc-123"})
     assert resp.headers["x-request-id"] == "abc-123"
-    text = resp.text
-    for name in ("empathy_requests_total", "empathy_request_latency_seconds_bucket",
-                 "empathy_ttft_seconds_bucket", "empathy_router_weight_bucket",
-                 "empathy_engine_restarts_total", "empathy_upstream_up"):
-        assert name in text
-    assert 'empathy_ttft_seconds_count{arm="",model="base"}' in text
+    after = scrape(gateway.url)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("empathy_requests_total", model="empathy", status="200") == 1
+    assert delta("empathy_requests_total", model="base", status="200") == 1
+    assert delta("empathy_request_latency_seconds_count", model="base") == 1
+    assert delta("empathy_ttft_seconds_count", model="base") == 1  # streamed: a first token
+    assert delta("empathy_ttft_seconds_count", model="empathy") == 0  # not streamed: no TTFT
+    assert delta("empathy_router_weight_count", source="router") == 1
+    assert delta("empathy_errors_total", code="400") == 3
+    assert delta("empathy_errors_total", code="404") == 1
+    assert delta("empathy_errors_total") == 4  # nothing else failed
+    assert total(after, "empathy_upstream_up") == 1  # the one engine, healthy
 
 
 def test_dead_upstream_gives_503_fast(tmp_path: Path, tiny_artifacts: Path) -> None:
@@ -96,7 +115,9 @@ def test_dead_upstream_gives_503_fast(tmp_path: Path, tiny_artifacts: Path) -> N
             with pytest.raises(openai.InternalServerError) as err:
                 client.chat.completions.create(model="base", messages=MSG, stream=stream)
             assert err.value.status_code == 503 and err.value.body["code"] == "engine_unavailable"
+            assert int(err.value.response.headers["retry-after"]) > 0  # the SDK waits, then retries
         assert httpx.get(f"{url}/health").status_code == 503
+        assert total(scrape(url), "empathy_errors_total", code="503") == 2
 
 
 def test_dead_replica_is_taken_out(tmp_path: Path, tiny_artifacts: Path, vllm_server: str) -> None:
@@ -106,5 +127,57 @@ def test_dead_replica_is_taken_out(tmp_path: Path, tiny_artifacts: Path, vllm_se
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
         for _ in range(4):
             assert client.chat.completions.create(model="base", messages=MSG, max_tokens=1).choices
-        engines = {e["url"]: e["healthy"] for e in httpx.get(f"{url}/health").json()["engines"]}
+        admin = {"authorization": f"Bearer {ADMIN_KEY}"}  # engine URLs are shown to the admin only
+        health = httpx.get(f"{url}/health", headers=admin).json()
+        engines = {e["url"]: e["healthy"] for e in health["engines"]}
         assert engines == {dead: False, vllm_server: True}
+
+
+def test_upstream_timeout_is_504(tmp_path: Path, tiny_artifacts: Path, vllm_server: str) -> None:
+    """A reply that takes longer than EMPATHY_UPSTREAM_TIMEOUT (here 0.05 s; 300 tokens take vLLM seconds
+    on this CPU) is a 504 in the OpenAI shape, counted as an error."""
+    settings = make_settings(tmp_path, tiny_artifacts, upstreams=[f"{vllm_server}/v1"], upstream_timeout=0.05)
+    with serve_app(create_app(settings)) as url:
+        body = {"model": "base", "messages": MSG, "max_tokens": 300, "ignore_eos": True}
+        resp = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120,
+                          headers={"authorization": f"Bearer {API_KEY}"})
+        assert _error(resp, 504)["code"] == "upstream_timeout"
+        assert total(scrape(url), "empathy_errors_total", code="504") == 1
+        assert httpx.get(f"{url}/health").status_code == 200  # a slow reply does not take the engine out
+
+
+def test_admin_endpoints_without_an_admin_key_are_403(tmp_path: Path, tiny_artifacts: Path,
+                                                      vllm_server: str) -> None:
+    settings = make_settings(tmp_path, tiny_artifacts, upstreams=[f"{vllm_server}/v1"], admin_key=None)
+    assert settings.admin_key is None
+    exp = {"name": "no-admin", "arms": [{"name": "a", "model": "base"}]}
+    headers = {"authorization": f"Bearer {API_KEY}"}
+    with serve_app(create_app(settings)) as url, \
+            httpx.Client(base_url=url, timeout=30, headers=headers) as http:
+        for method, path, body in (("POST", "/admin/reload", None), ("POST", "/v1/experiments", exp),
+                                   ("PUT", "/v1/experiments/no-admin", exp),
+                                   ("PATCH", "/v1/experiments/no-admin", {"active": False})):
+            resp = http.request(method, path, json=body)
+            assert _error(resp, 403)["code"] == "admin_disabled", (method, path)
+        assert http.get("/v1/experiments").json()["data"] == []  # nothing was created
+
+
+def test_route_sources_fixed_and_default(tmp_path: Path, tiny_artifacts: Path, vllm_server: str) -> None:
+    """No router artifact in data_dir: `empathy` uses EMPATHY_DEFAULT_BLEND (source=default); a named
+    model is source=fixed, with its place on the blend axis when it has one."""
+    settings = make_settings(tmp_path, tiny_artifacts, upstreams=[f"{vllm_server}/v1"], default_blend=0.75)
+    app = create_app(settings)
+    with serve_app(app) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        assert app.state.gateway.router is None
+        blends = app.state.gateway.catalog.blends
+        expected = {"empathy": ("default", 0.75, blends[0.75]),
+                    "empathy-sensibility": ("fixed", 1.0, "empathy-sensibility"),
+                    "empathy-rationality": ("fixed", 0.0, "empathy-rationality"),
+                    "base": ("fixed", None, "base")}
+        for model, (source, blend, adapter) in expected.items():
+            raw = client.chat.completions.with_raw_response.create(model=model, messages=MSG, max_tokens=1)
+            field = raw.parse().model_extra["empathy"]
+            assert (field["source"], field["blend"], field["adapter"]) == (source, blend, adapter), model
+            assert raw.parse().model == adapter  # what vLLM actually ran
+            assert f"source={source}" in raw.headers["x-empathy-route"]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, OpenAI
 
+from serve.app import create_app
 from serve.experiments import Experiment, assign
-from tests.serve.conftest import ADMIN_KEY, API_KEY, Running
+from tests.serve.conftest import ADMIN_KEY, API_KEY, Running, make_settings, serve_app
 
 pytestmark = pytest.mark.slow
 EXP = {"name": "warmth-ab", "arms": [{"name": "quarter", "model": "blend:0.25", "weight": 1},
@@ -27,17 +30,23 @@ def _api(gateway: Running) -> httpx.Client:
     return httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def experiment(gateway: Running) -> Experiment:
+    """A new experiment for each test (its own name, so its counts are its own traffic only)."""
+    exp = Experiment.model_validate({**EXP, "name": f"warmth-{uuid.uuid4().hex[:8]}"})
     with _admin(gateway) as admin:
-        resp = admin.post("/v1/experiments", json=EXP)
+        resp = admin.post("/v1/experiments", json=exp.model_dump(exclude={"created"}))
         assert resp.status_code == 200, resp.text
+    return exp
+
+
+def test_unknown_arm_model_is_refused(gateway: Running) -> None:
+    with _admin(gateway) as admin:
         bad = admin.post("/v1/experiments", json={"name": "bad", "arms": [{"name": "a", "model": "gpt-9"}]})
-        assert bad.status_code == 400 and "unknown model" in bad.json()["error"]["message"]
-    return Experiment.model_validate(EXP)
+    assert bad.status_code == 400 and "unknown model" in bad.json()["error"]["message"]
 
 
-async def _ask(client: AsyncOpenAI, sem: asyncio.Semaphore, user: str, model: str = "warmth-ab") -> object:
+async def _ask(client: AsyncOpenAI, sem: asyncio.Semaphore, user: str, model: str) -> object:
     async with sem:
         return await client.chat.completions.create(model=model, messages=MSG, max_tokens=1, user=user)
 
@@ -46,16 +55,16 @@ async def test_assignment_over_200_users(gateway: Running, experiment: Experimen
     client = AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
     sem = asyncio.Semaphore(16)
     users = [f"user-{i}" for i in range(200)]
-    replies = await asyncio.gather(*(_ask(client, sem, u) for u in users))
+    replies = await asyncio.gather(*(_ask(client, sem, u, experiment.name) for u in users))
     arms = [r.model_extra["empathy"]["arm"] for r in replies]
     assert arms == [assign(experiment, f"user:{u}").name for u in users]  # the stable hash, nothing else
     assert all(r.model_extra["empathy"]["source"] == "experiment" for r in replies)
     assert 0.65 <= Counter(arms)["sens"] / 200 <= 0.85  # weight 3:1, binomial sd 0.03
-    again = await asyncio.gather(*(_ask(client, sem, u) for u in users[:20]))
+    again = await asyncio.gather(*(_ask(client, sem, u, experiment.name) for u in users[:20]))
     assert [r.model_extra["empathy"]["arm"] for r in again] == arms[:20]  # a user keeps their arm
     adapters = {r.model_extra["empathy"]["arm"]: r.model for r in replies}
     assert adapters == {"quarter": gateway.gateway.catalog.blends[0.25], "sens": "empathy-sensibility"}
-    assert "warmth-ab" in {m.id for m in (await client.models.list()).data}
+    assert experiment.name in {m.id for m in (await client.models.list()).data}
     await client.close()
 
 
@@ -63,7 +72,7 @@ def test_feedback_and_results(gateway: Running, experiment: Experiment) -> None:
     client = gateway.client()
     by_arm: dict[str, list[str]] = {}
     for i in range(12):
-        r = client.chat.completions.create(model="warmth-ab", messages=MSG, max_tokens=1, user=f"fb-{i}")
+        r = client.chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1, user=f"fb-{i}")
         by_arm.setdefault(r.model_extra["empathy"]["arm"], []).append(r.id)
     assert set(by_arm) == {"quarter", "sens"}
     q, s = by_arm["quarter"][0], by_arm["sens"][0]
@@ -79,17 +88,18 @@ def test_feedback_and_results(gateway: Running, experiment: Experiment) -> None:
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "completion_not_found"
         bad = api.post("/v1/feedback", json={"type": "rating", "completion_id": s, "value": 7})
         assert bad.status_code == 400 and set(bad.json()["error"]) == {"message", "type", "param", "code"}
-        listed = api.get("/v1/experiments").json()["data"]
-        assert [e["name"] for e in listed] == ["warmth-ab"]
-        assert listed[0]["arms"][1] == {"name": "sens", "model": "empathy-sensibility", "weight": 3.0}
-        res = api.get("/v1/experiments/warmth-ab/results").json()
+        listed = {e["name"]: e for e in api.get("/v1/experiments").json()["data"]}
+        assert listed[experiment.name]["arms"][1] == {"name": "sens", "model": "empathy-sensibility",
+                                                      "weight": 3.0}
+        res = api.get(f"/v1/experiments/{experiment.name}/results").json()
         assert api.get("/v1/experiments/nope/results").status_code == 404
     arms = {a["name"]: a for a in res["arms"]}
     assert arms["sens"]["thumbs"]["mean"] == 1.0 and arms["quarter"]["thumbs"]["mean"] == 0.0
     assert arms["sens"]["likert"]["n"] == 1 and res["votes"] == 2
     assert arms["sens"]["win_rate"]["win_rate"] == pytest.approx(0.75)
     assert arms["sens"]["bradley_terry"]["rating"] > arms["quarter"]["bradley_terry"]["rating"]
-    assert arms["sens"]["assigned_users"] > 0 and arms["sens"]["completions"] > 0
+    assert sum(a["assigned_users"] for a in arms.values()) == 12  # the 12 users above, no one else
+    assert {name: a["completions"] for name, a in arms.items()} == {k: len(v) for k, v in by_arm.items()}
 
 
 def test_arena_asks_for_arms_by_name(gateway: Running, experiment: Experiment) -> None:
@@ -97,18 +107,18 @@ def test_arena_asks_for_arms_by_name(gateway: Running, experiment: Experiment) -
     naming an arm is not an assignment."""
     client = gateway.client()
     with _api(gateway) as api:
-        before = api.get("/v1/experiments/warmth-ab/results").json()
+        before = api.get(f"/v1/experiments/{experiment.name}/results").json()
         ids = {}
         for arm in ("quarter", "sens"):
-            r = client.chat.completions.create(model="warmth-ab", messages=MSG, max_tokens=1, user="arena-1",
-                                               extra_body={"empathy": {"arm": arm}})
+            r = client.chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1,
+                                               user="arena-1", extra_body={"empathy": {"arm": arm}})
             assert r.model_extra["empathy"]["arm"] == arm
             ids[arm] = r.id
         vote = {"type": "pairwise", "completion_a": ids["quarter"], "completion_b": ids["sens"],
                 "outcome": "a"}
         assert api.post("/v1/feedback", json=vote).status_code == 200
-        after = api.get("/v1/experiments/warmth-ab/results").json()
-        bad = api.post("/v1/chat/completions", json={"model": "warmth-ab", "messages": MSG,
+        after = api.get(f"/v1/experiments/{experiment.name}/results").json()
+        bad = api.post("/v1/chat/completions", json={"model": experiment.name, "messages": MSG,
                                                       "empathy": {"arm": "nope"}})
     assert after["votes"] == before["votes"] + 1
     assigned = {a["name"]: a["assigned_users"] for a in after["arms"]}
@@ -117,13 +127,14 @@ def test_arena_asks_for_arms_by_name(gateway: Running, experiment: Experiment) -
     assert "quarter" in bad.json()["error"]["message"]
 
 
-async def _chat_and_rate(client: AsyncOpenAI, api: httpx.AsyncClient, i: int, stream: bool) -> str:
+async def _chat_and_rate(client: AsyncOpenAI, api: httpx.AsyncClient, i: int, stream: bool,
+                         experiment: str) -> str:
     if stream:
         chunks = [c async for c in await client.chat.completions.create(
             model="empathy", messages=MSG, max_tokens=2, user=f"c-{i}", stream=True)]
         cid = chunks[0].id
     else:
-        cid = (await client.chat.completions.create(model="warmth-ab", messages=MSG, max_tokens=2,
+        cid = (await client.chat.completions.create(model=experiment, messages=MSG, max_tokens=2,
                                                     user=f"c-{i}")).id
     resp = await api.post("/v1/feedback", json={"type": "rating", "completion_id": cid, "value": i % 2})
     assert resp.status_code == 200, resp.text
@@ -137,7 +148,8 @@ async def test_50_concurrent_requests_with_feedback_lose_nothing(gateway: Runnin
     client = AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=300)
     async with httpx.AsyncClient(base_url=gateway.url, timeout=300,
                                  headers={"authorization": f"Bearer {API_KEY}"}) as api:
-        ids = await asyncio.gather(*(_chat_and_rate(client, api, i, stream=i % 2 == 0) for i in range(50)))
+        ids = await asyncio.gather(*(_chat_and_rate(client, api, i, i % 2 == 0, experiment.name)
+                                     for i in range(50)))
     await client.close()
     after = await asyncio.to_thread(store.counts)
     assert len(set(ids)) == 50
@@ -146,21 +158,83 @@ async def test_50_concurrent_requests_with_feedback_lose_nothing(gateway: Runnin
     assert not await asyncio.to_thread(store.missing_completions, ids)
 
 
-def test_admin_only_endpoints(gateway: Running, experiment: Experiment, tiny_router: object) -> None:
-    patch = {"active": False}
+def test_admin_only_endpoints(gateway: Running, experiment: Experiment) -> None:
+    patch, path = {"active": False}, f"/v1/experiments/{experiment.name}"
     with httpx.Client(base_url=gateway.url, timeout=30) as anon:
-        assert anon.patch("/v1/experiments/warmth-ab", json=patch).status_code == 401
+        assert anon.patch(path, json=patch).status_code == 401
         assert anon.post("/admin/reload").status_code == 401
     with _api(gateway) as api:
-        refused = api.patch("/v1/experiments/warmth-ab", json=patch)
+        refused = api.patch(path, json=patch)
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_admin"
-        assert api.post("/admin/reload").status_code == 403
+        assert api.post("/admin/reload").status_code == 403  # (a real reload: tests/serve/test_serve_process)
+        assert api.put(path, json=experiment.model_dump(exclude={"created"})).status_code == 403
     with _admin(gateway) as admin:
-        assert admin.patch("/v1/experiments/warmth-ab", json=patch).json()["active"] is False
+        assert admin.patch(path, json=patch).json()["active"] is False
         with pytest.raises(openai.NotFoundError):  # an inactive experiment is not a model
-            gateway.client().chat.completions.create(model="warmth-ab", messages=MSG, max_tokens=1)
-        assert admin.patch("/v1/experiments/warmth-ab", json={"active": True}).status_code == 200
-        reloaded = admin.post("/admin/reload").json()
-        assert reloaded["grid"] == gateway.gateway.catalog.grid and reloaded["engine_restarted"] is False
-        assert reloaded["router"] is False  # tiny_artifacts has no router artifact: default blend from now
-    gateway.gateway.router = tiny_router
+            gateway.client().chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1)
+        assert admin.patch(path, json={"active": True}).status_code == 200
+    assert gateway.client().chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1).choices
+
+
+def test_get_and_put_one_experiment(gateway: Running, experiment: Experiment) -> None:
+    path = f"/v1/experiments/{experiment.name}"
+    with _api(gateway) as api:
+        got = api.get(path).json()
+        assert api.get("/v1/experiments/no-such-exp").json()["error"]["code"] == "experiment_not_found"
+    assert got["name"] == experiment.name and got["active"] is True
+    assert got["arms"] == [a.model_dump() for a in experiment.arms]
+    replaced = {"name": experiment.name, "description": "all on the sensibility expert",
+                "arms": [{"name": "sens", "model": "empathy-sensibility", "weight": 1}]}
+    with _admin(gateway) as admin:
+        put = admin.put(path, json=replaced)
+        assert put.status_code == 200, put.text
+        wrong_name = admin.put(path, json={**replaced, "name": "other-name"})
+        unknown = admin.put(path, json={**replaced, "arms": [{"name": "x", "model": "gpt-9"}]})
+    assert wrong_name.status_code == 400 and wrong_name.json()["error"]["param"] == "name"
+    assert unknown.status_code == 400
+    with _api(gateway) as api:
+        got = api.get(path).json()
+    assert got["description"] == replaced["description"] and [a["name"] for a in got["arms"]] == ["sens"]
+    reply = gateway.client().chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1,
+                                                     user="put-user")
+    assert reply.model_extra["empathy"]["arm"] == "sens" and reply.model == "empathy-sensibility"
+
+
+EXPERIMENTS_TOML = """
+[[experiments]]
+name = "{name}"
+description = "from the file"
+[[experiments.arms]]
+name = "quarter"
+model = "blend:0.25"
+weight = 1
+[[experiments.arms]]
+name = "sens"
+model = "empathy-sensibility"
+weight = 3
+"""
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_experiments_file_is_loaded_at_start(tmp_path: Path, tiny_artifacts: Path, vllm_server: str,
+                                             suffix: str) -> None:
+    """`--experiments FILE` (setting experiments_file): its experiments are models from the start."""
+    import tomllib
+
+    import yaml
+
+    name = f"file-exp-{suffix[1:]}"
+    text = EXPERIMENTS_TOML.format(name=name)
+    path = tmp_path / f"exp{suffix}"
+    path.write_text(text if suffix == ".toml" else yaml.safe_dump(tomllib.loads(text)))
+    settings = make_settings(tmp_path, tiny_artifacts, upstreams=[f"{vllm_server}/v1"],
+                             experiments_file=str(path))
+    with serve_app(create_app(settings)) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        assert name in {m.id for m in client.models.list().data}
+        reply = client.chat.completions.create(model=name, messages=MSG, max_tokens=1, user="file-user")
+        expected = assign(Experiment.model_validate(tomllib.loads(text)["experiments"][0]), "user:file-user")
+        assert reply.model_extra["empathy"]["experiment"] == name
+        assert reply.model_extra["empathy"]["arm"] == expected.name
+        listed = httpx.get(f"{url}/v1/experiments/{name}", headers={"authorization": f"Bearer {API_KEY}"})
+        assert listed.json()["description"] == "from the file"

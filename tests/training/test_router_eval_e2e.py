@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from empathy.errors import ConfigError
 from empathy.settings import Settings, get_settings
+
+LIMIT = 30  # router samples: enough for a two-sided hold-out split, seconds to score on the tiny model
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +30,25 @@ def settings(data_dir: Path, tiny_model_dir: Path, corpus_dir: Path) -> Settings
                         router_holdout=0.3)
 
 
-@pytest.mark.slow
-def test_train_router_then_route(settings: Settings, vllm_server: str) -> None:
-    from serve.router import Router
+@pytest.fixture(scope="module")
+def trained(settings: Settings, vllm_server: str) -> dict[str, Any]:
+    """`train_router` on 30 validation samples scored by the session engine: the artifact, its metrics and
+    the NLL cache that the tests below read (each test needs only this fixture, so any order works)."""
     from training.router.grid import read_blend_grid
-    from training.router.train import router_dir, train_router
+    from training.router.train import train_router
 
     adapters, _ = read_blend_grid(settings.data_dir)
-    meta = train_router(settings, adapters, "valid", limit=30, url=vllm_server)
-    held = meta["metrics"]["heldout"]
-    assert set(held["fixed"]) == {"0", "0.25", "0.5", "0.75", "1"}
-    assert held["oracle"] <= min(held["fixed"].values())
-    assert held["oracle"] <= held["router_argmax"]
+    return train_router(settings, adapters, "valid", limit=LIMIT, url=vllm_server)
+
+
+@pytest.mark.slow
+def test_train_router_then_route(settings: Settings, trained: dict[str, Any]) -> None:
+    from serve.router import Router
+    from training.router.grid import read_blend_grid
+    from training.router.train import router_dir
+
+    adapters, _ = read_blend_grid(settings.data_dir)
+    assert set(trained["metrics"]["heldout"]["fixed"]) == {"0", "0.25", "0.5", "0.75", "1"}
     router = Router.load(router_dir(settings.data_dir))
     router.check_blends([a.weight for a in adapters])
     probs = router.predict([{"role": "user", "content": "I just lost my job and I'm scared."}])
@@ -45,27 +56,60 @@ def test_train_router_then_route(settings: Settings, vllm_server: str) -> None:
     assert router.choose([{"role": "user", "content": "hello"}]) in router.grid
 
 
-def test_router_nll_cache_resumes_and_transformers_agrees(settings: Settings, vllm_server: str) -> None:
-    """After the run above, every row is cached: scoring again needs no engine (the URL refuses
-    connections), and transformers+PEFT (merged adapters, left padding) scores new rows like vLLM."""
-    import numpy as np
+@pytest.mark.slow
+def test_router_metrics_recomputed_from_cache_and_artifact(settings: Settings,
+                                                           trained: dict[str, Any]) -> None:
+    """The reported held-out numbers, recomputed here from the cached NLL table: each fixed blend's and the
+    oracle's mean NLL directly, the router's from a refit on the held-in rows; and the served artifact
+    predicts what a fit on every row predicts (no train/serve skew in features or saved weights)."""
+    from serve.router import ContextEncoder, Router, featurize
+    from training.router.cache import load_cache
+    from training.router.fit import fit_softmax_regression, holdout_mask, soft_targets
+    from training.router.grid import read_blend_grid
+    from training.router.train import router_dir, router_samples
 
+    adapters, _ = read_blend_grid(settings.data_dir)
+    samples = router_samples(settings, "valid", LIMIT)
+    cached = load_cache(router_dir(settings.data_dir), [a.name for a in adapters])
+    nll = np.array([cached[s.id] for s in samples])
+    held = holdout_mask([s.conv_id for s in samples], settings.router_holdout)
+    report = trained["metrics"]["heldout"]
+    assert report["n"] == int(held.sum()) > 0
+    assert report["fixed"] == pytest.approx({f"{a.weight:g}": float(nll[held, j].mean())
+                                             for j, a in enumerate(adapters)}, abs=1e-9)
+    assert report["oracle"] == pytest.approx(float(nll[held].min(axis=1).mean()), abs=1e-9)
+    features = featurize(ContextEncoder(), [s.messages() for s in samples])
+    targets = soft_targets(nll, settings.router_temperature)
+    held_in = fit_softmax_regression(features[~held], targets[~held], l2=trained["metrics"]["l2"])
+    choice = held_in.probs(features[held]).argmax(axis=1)
+    assert report["router_argmax"] == pytest.approx(float(nll[held][np.arange(len(choice)), choice].mean()),
+                                                    abs=1e-6)
+    everything = fit_softmax_regression(features, targets, l2=trained["metrics"]["l2"])
+    served = Router.load(router_dir(settings.data_dir)).predict_many([s.messages() for s in samples])
+    np.testing.assert_allclose(served, everything.probs(features), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_router_nll_cache_resumes_and_transformers_agrees(settings: Settings, trained: dict[str, Any],
+                                                          vllm_server: str) -> None:
+    """Every row of the run above is cached: scoring again needs no engine (the URL refuses
+    connections), and transformers+PEFT (merged adapters, left padding) scores new rows like vLLM."""
     from training.router.cache import load_cache
     from training.router.grid import read_blend_grid
     from training.router.train import nll_scorer, router_dir, router_samples, score_nll
 
     adapters, _ = read_blend_grid(settings.data_dir)
-    samples = router_samples(settings, "valid", 30)
+    samples = router_samples(settings, "valid", LIMIT)
     cached = load_cache(router_dir(settings.data_dir), [a.name for a in adapters])
     assert {s.id for s in samples} <= set(cached)
     again = score_nll(settings, samples, adapters, "vllm", url="http://127.0.0.1:9")
     assert np.array_equal(again, np.array([cached[s.id] for s in samples]))
-    more = router_samples(settings, "valid", 34)
+    more = router_samples(settings, "valid", LIMIT + 4)
     table = score_nll(settings, more, adapters, "transformers", url=None, batch_size=3)
-    assert np.array_equal(table[:30], again)
+    assert np.array_equal(table[:LIMIT], again)
     with nll_scorer(settings, adapters, "vllm", vllm_server, batch_size=4) as score:
-        fresh = np.array(score([s.messages() for s in more[30:]]))
-    np.testing.assert_allclose(table[30:], fresh, atol=1e-3)
+        fresh = np.array(score([s.messages() for s in more[LIMIT:]]))
+    np.testing.assert_allclose(table[LIMIT:], fresh, atol=1e-3)
 
 
 @pytest.mark.slow

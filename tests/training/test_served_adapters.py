@@ -28,9 +28,16 @@ def test_engine_serves_experts_and_blends(vllm_server: str, tiny_artifacts: Path
     for model in ("empathy-rationality", blends[0.5]):
         reply = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "I lost my job today."}], max_tokens=8,
-            temperature=0,
+            temperature=0, extra_body={"ignore_eos": True},
         )
-        assert reply.choices[0].message.content is not None
+        assert reply.model == model and reply.usage.completion_tokens == 8
+        assert isinstance(reply.choices[0].message.content, str) and reply.choices[0].message.content
+    # The middle of the grid is neither end: a blend that silently served one expert would fail here.
+    middle = _first_logprobs(client, blends[0.5])
+    for end in (blends[0.0], blends[1.0]):
+        other = _first_logprobs(client, end)
+        shared = middle.keys() & other.keys()
+        assert middle.keys() != other.keys() or max(abs(middle[t] - other[t]) for t in shared) > 1e-3
     # The endpoints of the grid are the experts themselves: same next-token distribution through vLLM.
     for weight, expert in ((1.0, "empathy-sensibility"), (0.0, "empathy-rationality")):
         got, want = _first_logprobs(client, blends[weight]), _first_logprobs(client, expert)

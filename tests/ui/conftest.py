@@ -17,6 +17,8 @@ import pytest
 from serve.catalog import Catalog
 from tests.conftest import free_port
 
+ADMIN_KEY = "ui-admin-key"  # admin endpoints on (the dashboard test creates its experiment through them)
+
 
 @dataclass(frozen=True)
 class RunningGateway:
@@ -38,7 +40,7 @@ def _serve(upstream: str, data_dir: Path, adapters: dict[str, Path]) -> Iterator
 
     port = free_port()
     settings = get_settings(data_dir=data_dir, upstreams=[upstream], host="127.0.0.1", port=port,
-                            ui_enabled=True, health_interval=0.5,
+                            ui_enabled=True, health_interval=0.5, admin_key=ADMIN_KEY,
                             ui_max_tokens=24)  # a tiny random model: short replies keep the test fast
     app = create_app(settings, catalog=_catalog(adapters), mount_ui=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
