@@ -14,7 +14,7 @@ from serve import errors, openapi
 from serve.api import admin, experiments_api, feedback, health, openai_api
 from serve.catalog import Catalog, load_catalog
 from serve.engine import EngineSupervisor
-from serve.lifecycle import engine_spec, lifespan_for
+from serve.lifecycle import engine_spec, lifespan_for, moe_engine
 from serve.metrics import GatewayMetrics
 from serve.middleware import RequestIdMiddleware
 from serve.routing import StickyCache
@@ -28,7 +28,7 @@ def create_app(settings: Any, *, catalog: Catalog | None = None, supervisor: Eng
                router: RouterLike | None = None, mount_ui: bool | None = None) -> FastAPI:
     """The gateway over `settings.upstreams`, or over `supervisor`'s engine, or (neither given) over a vLLM
     child it starts itself from `settings`. `catalog` and `router` default to what `<data_dir>` holds."""
-    catalog = catalog or load_catalog(Path(settings.data_dir))
+    catalog, moe_supervisor = moe_engine(settings, catalog or load_catalog(Path(settings.data_dir)))
     owns = False
     if not settings.upstreams and supervisor is None:
         supervisor, owns = EngineSupervisor(engine_spec(settings, catalog),
@@ -37,7 +37,8 @@ def create_app(settings: Any, *, catalog: Catalog | None = None, supervisor: Eng
         (Path(settings.data_dir) / "logs").mkdir(parents=True, exist_ok=True)
     gw = Gateway(settings=settings, catalog=catalog,
                  store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
-                 sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router)
+                 sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router,
+                 moe_supervisor=moe_supervisor)
     app = FastAPI(title="empathy-router gateway", version="0.1.0", lifespan=lifespan_for(gw, owns),
                   docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
     app.state.gateway = gw

@@ -12,6 +12,8 @@ BASE_NAME = "base"
 ROUTED_NAME = "empathy"
 EXPERT_PREFIX = "empathy-"
 EXPERT_WEIGHT = {"sensibility": 1.0, "rationality": 0.0}  # where an expert sits on the blend axis
+MOE_NAME = "empathy-moe"  # the experts' token-level MoE, served by an engine of its own (serve/moe_model.py)
+MOE_ARCHITECTURE = "EmpathyMoeForCausalLM"
 
 
 @dataclass(frozen=True)
@@ -22,18 +24,20 @@ class Catalog:
     blends: dict[float, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)  # adapter name -> folder (for the engine)
     rank: int = 16
+    moe: str | None = None  # folder of the MoE artifact (`empathy train moe`), served as `empathy-moe`
 
     @property
     def grid(self) -> list[float]:
         return sorted(self.blends)
 
     def gateway_models(self) -> list[str]:
-        return [ROUTED_NAME, *(f"{EXPERT_PREFIX}{e}" for e in sorted(self.experts)), BASE_NAME]
+        moe = [MOE_NAME] if self.moe else []
+        return [ROUTED_NAME, *(f"{EXPERT_PREFIX}{e}" for e in sorted(self.experts)), *moe, BASE_NAME]
 
     def adapter_for_model(self, model: str) -> str | None:
         """The vLLM model name behind a fixed gateway model name (None: not a fixed model)."""
-        if model == BASE_NAME:
-            return BASE_NAME
+        if model == BASE_NAME or (model == MOE_NAME and self.moe):
+            return model
         expert = model.removeprefix(EXPERT_PREFIX)
         if model.startswith(EXPERT_PREFIX) and expert in self.experts:
             return self.experts[expert]
@@ -73,6 +77,16 @@ def _load_blends(data_dir: Path) -> tuple[dict[float, str], dict[str, str], int]
     return blends, paths, int(data.get("rank", 0))
 
 
+def moe_artifact(data_dir: Path) -> str | None:
+    """`<data_dir>/moe` when it holds an MoE artifact (config.json naming the MoE architecture)."""
+    folder = data_dir / "moe"
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return str(folder.resolve()) if MOE_ARCHITECTURE in (config.get("architectures") or []) else None
+
+
 def load_catalog(data_dir: Path) -> Catalog:
     """Experts from `<data_dir>/experts/*`, blends from `blends/index.json`. Without blends, the experts
     themselves are the grid's ends (0 = rationality, 1 = sensibility) when they exist."""
@@ -83,4 +97,5 @@ def load_catalog(data_dir: Path) -> Catalog:
     if not blends:
         blends = {w: names[e] for e, w in EXPERT_WEIGHT.items() if e in names}
     ranks = [rank, *(_adapter_rank(Path(p)) for p in paths.values())]
-    return Catalog(experts=names, blends=blends, paths=paths, rank=max([8, *ranks]))
+    return Catalog(experts=names, blends=blends, paths=paths, rank=max([8, *ranks]),
+                   moe=moe_artifact(data_dir))

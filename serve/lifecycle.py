@@ -6,14 +6,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
-from serve.catalog import Catalog
-from serve.engine import EngineSpec, lora_rank_for
+from serve.catalog import MOE_NAME, Catalog
+from serve.engine import EngineSpec, EngineSupervisor, lora_rank_for
 from serve.metrics import EngineCollector
 from serve.state import Gateway, load_router
 from serve.upstreams import Upstream, UpstreamPool
@@ -35,12 +36,38 @@ def engine_spec(settings: Any, catalog: Catalog) -> EngineSpec:
     )
 
 
+def moe_engine(settings: Any, catalog: Catalog) -> tuple[Catalog, EngineSupervisor | None]:
+    """The MoE's own vLLM child (vLLM serves one model per server), when `<data_dir>/moe` exists and no
+    `moe_upstreams` serve it; the catalog lists `empathy-moe` only when something serves it."""
+    if not catalog.moe or not settings.moe_serve:
+        return replace(catalog, moe=None), None
+    if settings.moe_upstreams:
+        return catalog, None
+    spec = EngineSpec(model=catalog.moe, served_name=MOE_NAME, port=settings.moe_vllm_port,
+                      max_model_len=settings.vllm_max_model_len, kvcache_gib=settings.vllm_kvcache_gib,
+                      extra_args=tuple(settings.vllm_extra_args))
+    log_file = Path(settings.data_dir) / "logs" / "vllm-moe.log"
+    return catalog, EngineSupervisor(spec, log_file, start_timeout=settings.vllm_start_timeout)
+
+
+def _moe_upstreams(gw: Gateway) -> list[Upstream]:
+    claims = frozenset({MOE_NAME})
+    if not gw.catalog.moe:
+        return []
+    if gw.settings.moe_upstreams:
+        return [Upstream(url.rstrip("/").removesuffix("/v1"), models=claims)
+                for url in gw.settings.moe_upstreams]
+    sup = gw.moe_supervisor
+    return [Upstream(sup.url, probe=lambda: (sup.ready, sup.state), models=claims)] if sup else []
+
+
 def make_upstreams(gw: Gateway) -> list[Upstream]:
     if gw.settings.upstreams:
-        return [Upstream(url.rstrip("/").removesuffix("/v1")) for url in gw.settings.upstreams]
+        return [*(Upstream(url.rstrip("/").removesuffix("/v1")) for url in gw.settings.upstreams),
+                *_moe_upstreams(gw)]
     sup = gw.supervisor
     assert sup is not None
-    return [Upstream(sup.url, probe=lambda: (sup.ready, sup.state))]
+    return [Upstream(sup.url, probe=lambda: (sup.ready, sup.state)), *_moe_upstreams(gw)]
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -51,6 +78,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owns_supervisor and gw.supervisor is not None:
             gw.supervisor.start()  # requests get 503 until the child is healthy
+        if gw.moe_supervisor is not None:
+            gw.moe_supervisor.start()  # the MoE's child: its own engine, started alongside
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
         async with httpx.AsyncClient(limits=limits) as client:
             gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval)
@@ -67,6 +96,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
                 await gw.pool.stop()
                 if owns_supervisor and gw.supervisor is not None:
                     await asyncio.to_thread(gw.supervisor.stop)
+                if gw.moe_supervisor is not None:
+                    await asyncio.to_thread(gw.moe_supervisor.stop)
 
     return lifespan
 

@@ -143,7 +143,7 @@ async def _attempt(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, htt
     stack releases both."""
     assert gw.pool is not None
     slot = contextlib.AsyncExitStack()
-    up = await slot.enter_async_context(gw.pool.acquire())
+    up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter))
     try:
         request = gw.pool.client.build_request("POST", f"{up.url}{call.path}", json=call.body,
                                                timeout=_timeout(gw))

@@ -41,6 +41,17 @@ class ServeSettings(BaseSettings):
         default=900.0, gt=0, description="Seconds the vLLM child may take to become healthy before a restart."
     )
     vllm_extra_args: list[str] = Field(default=[], description="Extra arguments for the vLLM child.")
+    moe_serve: bool = Field(
+        default=True,
+        description="Serve `<data_dir>/moe` (the experts' token-level MoE from `empathy train moe`) as model "
+        "`empathy-moe` from a second vLLM child, started only when that artifact exists. False: not served.",
+    )
+    moe_vllm_port: int = Field(default=8002, ge=1, le=65535, description="Port of the MoE's vLLM child.")
+    moe_upstreams: list[str] = Field(
+        default=[],
+        description="URLs of vLLM servers that serve the MoE artifact as `empathy-moe` (with this package "
+        "installed, whose vLLM plugin registers the architecture). Empty: the gateway starts the MoE child.",
+    )
     api_keys: list[str] = Field(
         default=[], description="Bearer keys accepted by /v1. Empty: no authentication."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ class Gateway:
     sticky: StickyCache
     pool: UpstreamPool | None = None
     supervisor: EngineSupervisor | None = None
+    moe_supervisor: EngineSupervisor | None = None  # the MoE's own vLLM child, when the gateway owns it
     router: RouterLike | None = None
     experiments: dict[str, Experiment] = field(default_factory=dict)
 
@@ -90,6 +91,7 @@ def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
 
 
 def reload_catalog(gateway: Gateway) -> Catalog:
-    gateway.catalog = load_catalog(Path(gateway.settings.data_dir))
+    # `empathy-moe` stays as served at start (its engine is set up once; restart the gateway for a new one).
+    gateway.catalog = replace(load_catalog(Path(gateway.settings.data_dir)), moe=gateway.catalog.moe)
     gateway.sticky.clear()
     return gateway.catalog

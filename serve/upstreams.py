@@ -25,6 +25,7 @@ class Upstream:
     outstanding: int = 0
     probe: Callable[[], tuple[bool, str]] | None = None  # -> (healthy, state)
     state: str = "unknown"
+    models: frozenset[str] | None = None  # serves only these models (None: every model no upstream claims)
 
     def describe(self, index: int, private: bool = False) -> dict[str, object]:
         """What /health shows; the URL only to the admin (`private`)."""
@@ -32,9 +33,16 @@ class Upstream:
                 "state": self.state, **({"url": self.url} if private else {})}
 
 
-def pick(upstreams: list[Upstream]) -> Upstream | None:
-    """The healthy upstream with the fewest requests in flight (first one on ties)."""
-    live = [u for u in upstreams if u.healthy]
+def serving(upstreams: list[Upstream], model: str | None) -> list[Upstream]:
+    """The upstreams for `model`: those that claim it (the MoE engine claims `empathy-moe`), else the
+    general ones (base model and LoRA adapters)."""
+    claimed = [u for u in upstreams if u.models is not None and model in u.models]
+    return claimed or [u for u in upstreams if u.models is None]
+
+
+def pick(upstreams: list[Upstream], model: str | None = None) -> Upstream | None:
+    """The healthy upstream for `model` with the fewest requests in flight (first one on ties)."""
+    live = [u for u in serving(upstreams, model) if u.healthy]
     return min(live, key=lambda u: u.outstanding) if live else None
 
 
@@ -46,12 +54,12 @@ class UpstreamPool:
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Upstream]:
+    async def acquire(self, model: str | None = None) -> AsyncIterator[Upstream]:
         for probed in (u for u in self.upstreams if u.probe is not None):
             probed.healthy, probed.state = probed.probe()  # type: ignore[misc]  # cheap: a flag read
-        upstream = pick(self.upstreams)
+        upstream = pick(self.upstreams, model)
         if upstream is None:
-            states = ", ".join(f"{u.url} ({u.state})" for u in self.upstreams)
+            states = ", ".join(f"{u.url} ({u.state})" for u in serving(self.upstreams, model))
             raise unavailable(f"no vLLM engine is ready: {states}; retry in a few seconds.")
         upstream.outstanding += 1
         try:

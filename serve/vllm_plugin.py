@@ -1,5 +1,7 @@
 """A vLLM general plugin (entry point `vllm.general_plugins` in pyproject.toml) that fixes mixed LoRA batches
-on CPU. vLLM loads it in each of its processes; it imports nothing of ours.
+on CPU, and registers the out-of-tree model `EmpathyMoeForCausalLM` (the experts' token-level MoE,
+`serve/moe_model.py`, imported by vLLM only when it loads such a model). vLLM loads the plugin in each of its
+processes.
 
 Why: vLLM's CPU LoRA kernels (`vllm/lora/ops/torch_ops/lora_ops.py`, vLLM 0.32) gather each row's adapter
 with `weights[lora_indices]`, and a row without a LoRA has index -1, which torch indexing reads as the LAST
@@ -69,8 +71,25 @@ def patch(ops_module: Any, bound_in: Any) -> bool:
     return True
 
 
+MOE_ARCHITECTURE = "EmpathyMoeForCausalLM"  # the token-level MoE of the experts (serve/moe_model.py)
+
+
+def register_moe_model() -> None:
+    """Make `architectures: ["EmpathyMoeForCausalLM"]` (an `empathy train moe` artifact) loadable. By name:
+    the model module (and with it torch, vLLM's layers and our training package) is imported only when
+    vLLM builds that model."""
+    try:
+        from vllm import ModelRegistry
+    except ImportError:
+        return
+    if MOE_ARCHITECTURE not in ModelRegistry.get_supported_archs():
+        ModelRegistry.register_model(MOE_ARCHITECTURE, "serve.moe_model:EmpathyMoeForCausalLM")
+
+
 def register() -> None:
-    """vLLM's entry point: patch the CPU LoRA ops when this process runs on the CPU platform."""
+    """vLLM's entry point: register the MoE model; patch the CPU LoRA ops when this process runs on the CPU
+    platform."""
+    register_moe_model()
     try:
         from vllm.platforms import current_platform
 

@@ -92,8 +92,10 @@ def batch_loss(model: Any, items: Sequence[Any], pad_id: int) -> tuple[torch.Ten
         mask[row, offset:] = 1
         labels[row, offset + item.start:offset + item.end] = ids[row, offset + item.start:offset + item.end]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1]
-    targets = labels[:, 1:]
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                   position_ids=positions.to(device)).logits[:, :-1]
+    targets = labels[:, 1:].to(device)
     loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                              targets.reshape(-1), ignore_index=-100)
     return loss, int((targets != -100).sum())
@@ -117,7 +119,7 @@ def _resume(work: Path, fingerprint: str, moe: MoeReference, optimizer: torch.op
     path = work / CHECKPOINT
     if not path.is_file():
         return 0
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")
     if state.get("fingerprint") != fingerprint:
         log.warning("discarding the gate checkpoint in %s: it belongs to another job", work)
         return 0
@@ -148,7 +150,7 @@ def train_moe(job: MoeJob, progress: bool = True) -> dict[str, Any]:
     items = encode(tokenizer, rows, job.max_length)
     experts = load_experts(job, AutoConfig.from_pretrained(job.base_model).num_hidden_layers)
     routed = ROUTED_CHOICES[job.routed]
-    moe = build_reference(job.base_model, experts, routed)
+    moe = build_reference(job.base_model, experts, routed).to("cuda" if torch.cuda.is_available() else "cpu")
     optimizer = torch.optim.AdamW(moe.gates.parameters(), lr=job.learning_rate, weight_decay=0.0)
     fingerprint = job.fingerprint()
     work = job.out_dir.with_name(f".{job.out_dir.name}.work")
