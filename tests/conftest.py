@@ -143,11 +143,12 @@ def engine_supervisor(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: 
         lora_modules={name: str(path) for name, path in tiny_adapters.items()},
         max_lora_rank=16, max_loras=4, max_model_len=1024, kvcache_gib=1, dtype="float32",
     )
+    # Deadlines, not measurements: ~1 min on an idle 2-core machine, 10 while other work holds the cores.
     supervisor = EngineSupervisor(spec, log_file=tmp_path_factory.mktemp("vllm") / "vllm.log",
-                                  min_backoff=0.5, echo_level=logging.DEBUG)
+                                  start_timeout=1200, min_backoff=0.5, echo_level=logging.DEBUG)
     supervisor.start()
     try:
-        supervisor.wait_ready(timeout=900)
+        supervisor.wait_ready(timeout=1500)
         yield supervisor
     finally:
         supervisor.stop()

@@ -35,7 +35,8 @@ from tests.serve.own_serve import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+# Each test may wait for a vLLM start or two: past the suite's per-test limit on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 MSG = [{"role": "user", "content": "Tell me a long story about a lighthouse."}]
 
 
