@@ -114,8 +114,8 @@ def sum_metrics(stats: RunStats, weights: np.ndarray) -> dict[str, np.ndarray]:
 def distinct_metrics(stats: RunStats, masks: np.ndarray) -> dict[str, np.ndarray]:
     """Dist-1/2 (the paper's formula) of the replies selected by each row of `masks` (B, N)."""
     out = {}
+    chosen = masks.astype(float)
     for key, grams in zip(DISTINCT_METRICS, stats.grams, strict=True):
-        chosen = masks.astype(float)
         total = chosen @ np.asarray(grams.sum(axis=1)).ravel()
         distinct = np.concatenate([((grams.T @ chosen[i:i + _CHUNK].T) > 0).sum(axis=0)
                                    for i in range(0, len(chosen), _CHUNK)])
@@ -136,8 +136,8 @@ def resample_weights(n: int, resamples: int, rng: np.random.Generator) -> np.nda
 
 def half_masks(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(resamples, n) masks, each selecting max(1, n // 2) samples without replacement."""
-    ranks = np.argsort(rng.random((resamples, n)), axis=1)
-    return ranks < max(1, n // 2)
+    permutations = np.argsort(rng.random((resamples, n)), axis=1)  # uniform, so is each inverse
+    return permutations < max(1, n // 2)
 
 
 @dataclass(frozen=True)
