@@ -26,6 +26,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+head": {"bf16": True, "padding_free": False, "lora_layers": None, "reply_head": True},
     "bf16+head+padfree": {"bf16": True, "padding_free": True, "lora_layers": None, "reply_head": True},
     "bf16+head+padfree+last10": {"bf16": True, "padding_free": True, "lora_layers": 10, "reply_head": True},
+    "bf16+head+last12": {"bf16": True, "padding_free": False, "lora_layers": 12, "reply_head": True},
     "bf16+head+last15": {"bf16": True, "padding_free": False, "lora_layers": 15, "reply_head": True},
     "bf16+head+last20": {"bf16": True, "padding_free": False, "lora_layers": 20, "reply_head": True},
     "fp32+head": {"bf16": False, "padding_free": False, "lora_layers": None, "reply_head": True},

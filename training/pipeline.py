@@ -49,9 +49,9 @@ PROFILES = {
     "quick": Profile("quick", "train", 2000, 128, 16, "train", 200),
     # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert.
     "smoke": Profile("smoke", "train", 200, 16, 2, "train", 40),
-    # The release: experts that differ (one epoch of 2,000 samples each, LoRA on the last 12 layers, lr 2e-4),
-    # router targets on 1,500 samples, the eval table on 100 test samples. About 90 minutes on 2 CPU cores.
-    "standard": Profile("standard", "train", 16000, 2000, None, "train", 1500,
+    # The release: the whole train split judged, experts that differ (one epoch of 2,000 samples each, LoRA on
+    # the last 12 layers, lr 2e-4), router targets on 1,500 samples, the eval table on 100 test samples.
+    "standard": Profile("standard", "train", None, 2000, None, "train", 1500,
                         train={"lora_layers": 12, "learning_rate": 2e-4}, eval_limit=100),
     "paper": Profile("paper", "train", None, None, None, "train", 3000, eval_limit=300),
 }
