@@ -103,7 +103,8 @@ def _sigma(total: np.ndarray, total_sq: np.ndarray, n: np.ndarray, method: Metho
 
 @dataclass(frozen=True)
 class Trace:
-    """A CS after each observation: estimate, low, high, anytime p-value against `null` (arrays)."""
+    """A CS after each observation: estimate, low, high, anytime p-value against `null` (arrays; a
+    bounded difference has its p-value after the last observation only)."""
 
     n: np.ndarray
     estimate: np.ndarray
@@ -114,10 +115,11 @@ class Trace:
 
 
 def mean_trace(values: Sequence[float] | np.ndarray, cfg: CSConfig, null: float = 0.5) -> Trace:
-    """The CS of the mean of `values` (in [0, 1], arrival order) after each observation."""
+    """The CS of the mean of `values` (in [0, 1], arrival order along the last axis) after each
+    observation."""
     x = np.asarray(values, dtype=float)
-    n = np.arange(1, len(x) + 1, dtype=float)
-    total, total_sq = np.cumsum(x), np.cumsum(x * x)
+    n = np.arange(1, x.shape[-1] + 1, dtype=float)
+    total, total_sq = np.cumsum(x, axis=-1), np.cumsum(x * x, axis=-1)
     est = total / n
     sigma = _sigma(total, total_sq, n, cfg.method)
     half = halfwidth(n, sigma, cfg.alpha, cfg.rho)
@@ -129,15 +131,19 @@ def mean_trace(values: Sequence[float] | np.ndarray, cfg: CSConfig, null: float 
 
 def diff_trace(values: Sequence[float] | np.ndarray, is_a: Sequence[bool] | np.ndarray,
                cfg: CSConfig) -> Trace:
-    """The CS of mean(A) - mean(B) after each observation of either arm (arrival order, values in
-    [0, 1]); infinite before both arms have `min_n` observations.
+    """The CS of mean(A) - mean(B) after each observation of either arm (arrival order along the last
+    axis, values in [0, 1]); infinite before both arms have `min_n` observations.
 
     gavi: the two-sample asymptotic CS with N = n_A + n_B and per-observation variance
     N (var_A / n_A + var_B / n_B). bounded: the sum of the arms' exact half-widths at alpha / 2 each."""
     x, a = np.asarray(values, dtype=float), np.asarray(is_a, dtype=bool)
-    na, nb = np.cumsum(a).astype(float), np.cumsum(~a).astype(float)
-    sa, sb = np.cumsum(np.where(a, x, 0.0)), np.cumsum(np.where(a, 0.0, x))
-    qa, qb = np.cumsum(np.where(a, x * x, 0.0)), np.cumsum(np.where(a, 0.0, x * x))
+
+    def run(v: np.ndarray) -> np.ndarray:
+        return np.cumsum(v, axis=-1, dtype=float)
+
+    na, nb = run(a), run(~a)
+    sa, sb = run(np.where(a, x, 0.0)), run(np.where(a, 0.0, x))
+    qa, qb = run(np.where(a, x * x, 0.0)), run(np.where(a, 0.0, x * x))
     with np.errstate(divide="ignore", invalid="ignore"):
         est = sa / na - sb / nb
     total = na + nb
@@ -150,8 +156,9 @@ def diff_trace(values: Sequence[float] | np.ndarray, is_a: Sequence[bool] | np.n
         half = halfwidth(total, sigma, cfg.alpha, cfg.rho)
         early = (na < cfg.min_n) | (nb < cfg.min_n)
     half = np.where(early, np.inf, half)
-    if cfg.method == "bounded":
-        p = _bounded_diff_p(np.nan_to_num(est), na, nb, cfg.rho)
+    if cfg.method == "bounded":  # by bisection: only after the last observation (NaN before)
+        p = np.full(est.shape, np.nan)
+        p[..., -1:] = _bounded_diff_p(np.nan_to_num(est[..., -1:]), na[..., -1:], nb[..., -1:], cfg.rho)
     else:
         p = mixture_p_value(est, total, sigma, cfg.rho)
     p = np.where(early, 1.0, p)
