@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from serve.experiments import Experiment
+from serve.live_results import attach_sequential
+from serve.sequential import CSConfig
 from serve.stats import Vote, bt_with_bootstrap, mean_ci, pairwise_table, win_rates
 
 OUTCOME_WINNER = {"a": "a", "b": "b", "tie": "tie", "both_bad": "tie"}
@@ -30,7 +32,10 @@ def _latency(rows: Sequence[tuple[str | None, float, float | None]], arm: str) -
             "ttft_ms_p50": float(np.median(ttft)) if ttft else None}
 
 
-def experiment_results(exp: Experiment, data: dict[str, Any], bootstrap_rounds: int = 200) -> dict[str, Any]:
+def experiment_results(exp: Experiment, data: dict[str, Any], bootstrap_rounds: int = 200,
+                       sequential: CSConfig | None = None) -> dict[str, Any]:
+    """Fixed-horizon results with the anytime-valid sequences, decisions and sample-ratio check beside
+    them (`data` rows in arrival order)."""
     arms = [a.name for a in exp.arms]
     arm_of: dict[str, str | None] = data["arm_of"]
     ratings = [(arm_of.get(cid), value, scale) for cid, value, scale in data["ratings"]]
@@ -49,6 +54,7 @@ def experiment_results(exp: Experiment, data: dict[str, Any], bootstrap_rounds: 
             "bradley_terry": strengths[arm.name],
             **_latency(data["latency"], arm.name),
         })
-    return {"experiment": exp.name, "active": exp.active, "since": exp.created, "votes": len(votes),
-            "arms": per_arm,
-            "pairwise": pairwise_table(votes, arms)}
+    out = {"experiment": exp.name, "active": exp.active, "since": exp.created, "votes": len(votes),
+           "arms": per_arm,
+           "pairwise": pairwise_table(votes, arms)}
+    return attach_sequential(out, exp, ratings, votes, data["assigned"], sequential or CSConfig())

@@ -172,7 +172,8 @@ class Store:
 
     def experiment_data(self, exp: Experiment) -> dict[str, Any]:
         """Raw rows the results of one experiment are computed from: only its own traffic (completions
-        it assigned or that named one of its arms), from its creation on."""
+        it assigned or that named one of its arms), from its creation on; ratings and votes in arrival
+        order (the confidence sequences follow it)."""
         since = exp.created or 0.0
         arms = [a.name for a in exp.arms]
         with Session(self.engine) as s:
@@ -181,9 +182,9 @@ class Store:
                 CompletionRow.created >= since)).all()
             arm_of: dict[str, str | None] = {c.id: c.arm for c in comps}
             ratings = s.execute(select(RatingRow.completion_id, RatingRow.value, RatingRow.scale)
-                                .where(RatingRow.completion_id.in_(list(arm_of)))).all()
+                                .where(RatingRow.completion_id.in_(list(arm_of))).order_by(RatingRow.id)).all()
             votes = s.execute(select(PairwiseRow.completion_a, PairwiseRow.completion_b, PairwiseRow.outcome)
-                              .where(PairwiseRow.completion_a.in_(list(arm_of)))).all()
+                              .where(PairwiseRow.completion_a.in_(list(arm_of))).order_by(PairwiseRow.id)).all()
             assigned = s.execute(select(AssignmentRow.arm, func.count(func.distinct(AssignmentRow.subject)))
                                  .where(AssignmentRow.experiment == exp.name, AssignmentRow.created >= since)
                                  .group_by(AssignmentRow.arm)).all()

@@ -12,6 +12,7 @@ from serve.errors import APIError, bad_request
 from serve.experiments import Experiment
 from serve.results import experiment_results
 from serve.schemas import ERRORS, ExperimentDeleted, ExperimentList, ExperimentPatch, ExperimentResults
+from serve.sequential import CSConfig
 from serve.state import Gateway
 from serve.validation import read_json
 
@@ -48,7 +49,9 @@ async def results(name: str, request: Request) -> dict[str, Any]:
     gw = _gateway(request)
     exp = _get(gw, name)
     data = await asyncio.to_thread(gw.store.experiment_data, exp)
-    return await asyncio.to_thread(experiment_results, exp, data)
+    cfg = CSConfig(tuning_n=gw.settings.sequential_tuning_n, method=gw.settings.sequential_method,
+                   min_n=gw.settings.sequential_min_n)
+    return await asyncio.to_thread(experiment_results, exp, data, sequential=cfg)
 
 
 @admin.post("/v1/experiments", responses={200: {"model": Experiment}})
