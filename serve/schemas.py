@@ -266,6 +266,14 @@ class ExperimentResults(BaseModel):
     votes: int
     arms: list[ArmResult]
     pairwise: list[dict[str, Any]]
+    pairs: list[dict[str, Any]] = Field(
+        default=[], description="Per pair of arms and metric (win_rate, thumbs, likert): the anytime-valid "
+        "confidence sequence now (low, high) beside the fixed-horizon interval, the Holm-corrected "
+        "`decision` (`<arm> ahead` or `not yet`) and the sequence over observations (`trace`).")
+    sequential: dict[str, Any] = Field(default={}, description="How the sequences were computed.")
+    srm: dict[str, Any] = Field(
+        default={}, description="Sample-ratio check: assignments per arm against the weights (chi-square); "
+        "`mismatch` when p < threshold.")
 
 
 class Reloaded(BaseModel):
