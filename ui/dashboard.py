@@ -1,4 +1,5 @@
-"""Dashboard tab: per experiment and arm counts, ratings, win rates, Bradley-Terry, blend histogram, latency.
+"""Dashboard tab: per experiment and arm counts, ratings, win rates, Bradley-Terry, blend histogram, latency,
+and each pair's anytime-valid confidence sequence with its decision and the sample-ratio check.
 
 Reads `/v1/experiments` and `/v1/experiments/{name}/results`; every field is optional, a missing one shows
 as an empty plot or a dash, never an error.
@@ -13,7 +14,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from ui.client import GatewayClient, GatewayError
-from ui.plots import histogram_plot, strengths_plot, win_matrix_plot
+from ui.plots import histogram_plot, sequences_plot, strengths_plot, win_matrix_plot
 
 TABLE_HEADERS = ["arm", "model", "traffic", "users", "completions", "👍 votes", "👍 share (95% CI)",
                  "win rate (95% CI)", "latency p50 ms", "TTFT p50 ms"]
@@ -110,12 +111,36 @@ def blend_counts(metrics: str) -> dict[str, float]:
     return counts if any(counts.values()) else {}
 
 
+def srm_line(results: Mapping[str, Any]) -> str:
+    """The sample-ratio check in words ('' when the gateway reports none)."""
+    srm = results.get("srm")
+    if not isinstance(srm, dict) or srm.get("p_value") is None:
+        return ""
+    if srm.get("mismatch"):
+        return (f"⚠️ **Sample-ratio mismatch** (p = {srm['p_value']:.1e}): users do not split as the weights "
+                "say, so the arms' results are not comparable; check assignment and logging.")
+    return f"Sample ratio OK (p = {srm['p_value']:.2f})."
+
+
+def decision_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per pair and metric with the anytime-valid decision and interval."""
+    lines = []
+    for p in results.get("pairs") or []:
+        if isinstance(p, dict) and p.get("low") is not None and p.get("high") is not None:
+            verdict = p.get("decision", "not yet")
+            lines.append(f"- {p.get('a')} vs {p.get('b')} · {p.get('metric')}: **{verdict}** "
+                         f"(sequence {p['low']:.2f}–{p['high']:.2f}, n = {p.get('n', 0)})")
+    return lines
+
+
 def summary(name: str, results: Mapping[str, Any]) -> str:
     votes = results.get("votes")
     votes = len(votes) if isinstance(votes, list) else votes
     state = "active" if results.get("active", True) else "inactive"
     arms = ", ".join(f"`{a.get('name')}`" for a in _arms(results)) or "–"
-    return f"### {name} ({state})\nArms: {arms} · pairwise votes: **{votes if votes is not None else 0}**"
+    head = f"### {name} ({state})\nArms: {arms} · pairwise votes: **{votes if votes is not None else 0}**"
+    extra = [line for line in (srm_line(results), *decision_lines(results)) if line]
+    return "\n\n".join([head, "\n".join(extra)]) if extra else head
 
 
 def experiment_names(client: GatewayClient) -> list[str]:
@@ -125,7 +150,8 @@ def experiment_names(client: GatewayClient) -> list[str]:
         return []
 
 
-def render(client: GatewayClient, name: str | None) -> tuple[str, list[list[str]], Figure, Figure, Figure]:
+def render(client: GatewayClient, name: str | None) -> tuple[str, list[list[str]], Figure, Figure, Figure,
+                                                             Figure]:
     if not name:
         message = ("No experiment is defined yet. Add one to the gateway's experiments file; the arena "
                    "still compares random pairs of models meanwhile.")
@@ -139,7 +165,8 @@ def render(client: GatewayClient, name: str | None) -> tuple[str, list[list[str]
     players, matrix = win_matrix(results)
     return (message, arm_rows(results), strengths_plot(bt_ratings(results)), win_matrix_plot(players, matrix),
             histogram_plot(blend_counts(client.metrics_text()), "Router blend weights (all routed requests)",
-                           "share of sensibility (bucket upper edge)"))
+                           "share of sensibility (bucket upper edge)"),
+            sequences_plot(results.get("pairs") or [], bool((results.get("srm") or {}).get("mismatch"))))
 
 
 def build_dashboard_tab(client: GatewayClient) -> tuple[Callable[[str | None], tuple[Any, ...]],
@@ -156,7 +183,8 @@ def build_dashboard_tab(client: GatewayClient) -> tuple[Callable[[str | None], t
         bt_plot = gr.Plot(label="Bradley-Terry", elem_id="dash-bt")
         matrix_plot = gr.Plot(label="Win rates", elem_id="dash-matrix")
     hist_plot = gr.Plot(label="Router weights", elem_id="dash-hist")
-    outputs = [message, table, bt_plot, matrix_plot, hist_plot]
+    seq_plot = gr.Plot(label="Confidence sequences (valid at every look)", elem_id="dash-sequences")
+    outputs = [message, table, bt_plot, matrix_plot, hist_plot, seq_plot]
 
     def reload(name: str | None) -> tuple[Any, ...]:
         names = experiment_names(client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -68,6 +69,45 @@ def histogram_plot(counts: Mapping[str, float], title: str, xlabel: str) -> Figu
     ax.set_xlabel(xlabel)
     ax.set_ylabel("requests")
     _style(ax, title)
+    return fig
+
+
+METRIC_LABELS = {"win_rate": "win rate of {a} over {b}", "thumbs": "thumbs-up share {a} - {b}",
+                 "likert": "likert mean {a} - {b}"}
+
+
+def _none_to_nan(values: Sequence[float | None]) -> list[float]:
+    return [float("nan") if v is None else float(v) for v in values]
+
+
+def _sequence_panel(ax: plt.Axes, pair: Mapping[str, Any]) -> None:
+    trace = pair["trace"]
+    n = trace["n"]
+    ax.fill_between(n, _none_to_nan(trace["low"]), _none_to_nan(trace["high"]), color=ACCENT, alpha=0.25,
+                    linewidth=0, label="confidence sequence")
+    ax.plot(n, _none_to_nan(trace["estimate"]), color=ACCENT, linewidth=1.6, label="estimate")
+    ax.axhline(pair.get("null", 0.0), color=MUTED, linewidth=0.9, linestyle="--")
+    ax.set_xlabel("observations")
+    label = METRIC_LABELS.get(str(pair.get("metric")), "{a} vs {b}").format(a=pair.get("a"), b=pair.get("b"))
+    decision = str(pair.get("decision", "not yet"))
+    _style(ax, f"{label}: {decision}")
+    ax.title.set_color(ACCENT if decision != "not yet" else "black")
+
+
+def sequences_plot(pairs: Sequence[Mapping[str, Any]], srm_mismatch: bool = False,
+                   max_panels: int = 6) -> Figure:
+    """Per pair and metric the anytime-valid confidence sequence over observations (band), the estimate
+    (line) and "no difference" (dashed), titled with the decision; an SRM warning over everything."""
+    rows = [p for p in pairs if isinstance(p.get("trace"), Mapping) and p["trace"].get("n")][:max_panels]
+    if not rows:
+        return _empty("no ratings or votes between arms yet")
+    fig, axes = plt.subplots(len(rows), 1, figsize=(6.4, 2.3 * len(rows) + 0.6), squeeze=False)
+    for ax, pair in zip(axes[:, 0], rows, strict=True):
+        _sequence_panel(ax, pair)
+    if srm_mismatch:
+        fig.suptitle("Sample-ratio mismatch: traffic does not split as configured", color="#c0392b",
+                     fontsize=11, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight() if srm_mismatch else 1))
     return fig
 
 
