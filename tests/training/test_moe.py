@@ -109,6 +109,9 @@ def test_untrained_moe_is_the_half_blend(tiny_artifacts: Path, tiny_model_dir: P
     config = json.loads((art / "config.json").read_text())
     assert config["architectures"] == ["EmpathyMoeForCausalLM"]
     assert config["empathy_moe"]["routed"] == ["gate_proj", "up_proj", "down_proj"]
+    copied = {p.name for p in art.iterdir()}
+    assert {"tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= copied
+    assert not {"model.safetensors"} & copied  # the base weights stay in the base model's folder
     assert float((logits_of(load_reference(art)) - logits_of(blend)).abs().max()) < 1e-4
 
 
@@ -179,6 +182,7 @@ def test_gate_probe_of_untrained_gates_is_one_half(tiny_artifacts: Path, tiny_mo
 
     experts = [(s, tiny_artifacts / "experts" / s) for s in ("sensibility", "rationality")]
     probe = gate_probe(compose(str(tiny_model_dir), experts, tmp_path / "moe"))
-    assert probe == {"feeling": [0.5, 0.5], "practical": [0.5, 0.5]}
-    assert "| 1 | 0.5000 | 0.5000 | +0.0000 |" in gate_table(probe)
+    assert probe["feeling"] == [0.5, 0.5] and probe["practical"] == [0.5, 0.5]
+    assert probe["n"] == {"feeling": 24, "practical": 24} and probe["ci95"][0] == [0.0, 0.0]
+    assert "| 1 | 0.5000 | 0.5000 | +0.0000 [+0.0000, +0.0000] |" in gate_table(probe)
     assert gate_plot(probe, tmp_path / "gates.png").stat().st_size > 1000

@@ -32,7 +32,7 @@ WEIGHTS_FILE = "moe.safetensors"
 META_FILE = "empathy_moe.json"
 FORMAT_VERSION = 1
 ROUTED_CHOICES = {"mlp": MLP, "all": ATTENTION + MLP}
-SKIPPED_FROM_BASE = ("config.json", ".safetensors", ".bin", ".pt", ".gguf", "model.safetensors.index.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".index.json")  # not copied from the base
 
 
 def moe_section(base_model: str, experts: Sequence[ExpertLoRA], routed: Sequence[str]) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def resolve_base(folder: Path, section: Mapping[str, Any]) -> Path:
 
 def copy_tokenizer(base: Path, out: Path) -> None:
     for path in base.iterdir():
-        if path.is_file() and not path.name.endswith(SKIPPED_FROM_BASE):
+        if path.is_file() and path.name != "config.json" and not path.name.endswith(WEIGHT_SUFFIXES):
             shutil.copy2(path, out / path.name)
 
 

@@ -6,8 +6,9 @@ exactly as `fit_router` does for its held-out metrics (so its choices never saw 
 MoE's mean reply-token NLL from the transformers reference with the same tokenization. Each comparison is
 paired per sample (same gold reply): mean of NLL(moe) - NLL(other) with a 95% t interval.
 
-Gate probe: mean gate weight on the sensibility expert per layer, over the tokens of contexts that call for
-feeling and of practical ones (the probe set below), as a table and a PNG.
+Gate probe: mean gate weight on the sensibility expert per layer, over the tokens of first turns that call
+for feeling and of practical ones (the project's probe set, `tests/data/probes.jsonl`), as a table (with a
+bootstrap interval of the difference) and a PNG.
 """
 
 from __future__ import annotations
@@ -19,27 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-FEELING = [
-    "My dog died this morning and I can't stop crying.",
-    "I feel so alone since my divorce.",
-    "My best friend didn't come to my birthday party and it really hurt.",
-    "I'm scared I'll never be good enough for my parents.",
-    "I just found out my grandmother has cancer.",
-    "I got dumped yesterday and I feel worthless.",
-    "Nobody at work talks to me and I feel invisible.",
-    "I miss my mom so much since she passed away.",
-]
-PRACTICAL = [
-    "My car makes a weird noise when I brake. What should I check first?",
-    "I have a job interview tomorrow for an accounting position.",
-    "I need to move to a new apartment next month and I have a tight budget.",
-    "My laptop is slow; should I upgrade the memory or buy a new one?",
-    "I am planning a trip to Japan for two weeks in spring.",
-    "My landlord has not returned my deposit after three months.",
-    "I want to start running but I have never exercised before.",
-    "I have to choose between two job offers with different salaries.",
-]
 
 
 def heldout_nll(settings: Any, moe_dir: Path, batch_size: int = 8) -> dict[str, Any]:
@@ -107,44 +87,58 @@ def moe_nll(settings: Any, moe_dir: Path, conversations: Sequence[Sequence[dict[
     return out
 
 
-def gate_probe(moe_dir: Path) -> dict[str, list[float]]:
-    """Mean gate weight on the sensibility expert (expert 0), per layer, over the tokens of each probe set."""
+def probe_gates(moe_dir: Path, probes: Sequence[Any]) -> np.ndarray:
+    """[probe, layer]: the mean gate weight on the sensibility expert (expert 0) over the probe's tokens."""
     from transformers import AutoTokenizer
 
     from training.moe.reference import load_reference
 
     reference = load_reference(moe_dir)
     tokenizer = AutoTokenizer.from_pretrained(moe_dir)
-    out = {}
-    for name, texts in (("feeling", FEELING), ("practical", PRACTICAL)):
-        per_layer = np.zeros(len(reference.gates))
-        for text in texts:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                add_generation_prompt=True, return_dict=True)["input_ids"]
-            with torch.no_grad():
-                reference(input_ids=torch.tensor([ids]))
-            per_layer += [float(reference.gates[str(i)]["mlp"].current[0, :, 0].mean())
-                          for i in range(len(reference.gates))]
-        out[name] = (per_layer / len(texts)).tolist()
+    out = np.zeros((len(probes), len(reference.gates)))
+    for row, probe in enumerate(probes):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": probe.text}],
+                                            add_generation_prompt=True, return_dict=True)["input_ids"]
+        with torch.no_grad():
+            reference(input_ids=torch.tensor([ids]))
+        out[row] = [float(reference.gates[str(i)]["mlp"].current[0, :, 0].mean())
+                    for i in range(len(reference.gates))]
     return out
 
 
-def gate_table(probe: dict[str, list[float]]) -> str:
-    lines = ["| layer | feeling: gate on sensibility | practical: gate on sensibility | difference |",
+def gate_probe(moe_dir: Path, probes_file: Path | None = None) -> dict[str, Any]:
+    """Per layer: mean gate on sensibility for the feeling and the practical probes (the project's probe
+    set, `tests/data/probes.jsonl`) and their difference with a bootstrap 95% interval."""
+    from training.evaluation.probes import DEFAULT_PROBES, difference_interval, read_probes
+
+    probes = read_probes(probes_file or DEFAULT_PROBES)
+    gates = probe_gates(moe_dir, probes)
+    kinds = np.array([p.kind for p in probes])
+    feeling, practical = gates[kinds == "feeling"], gates[kinds == "practical"]
+    diffs = [difference_interval(feeling[:, i], practical[:, i]) for i in range(gates.shape[1])]
+    return {"n": {"feeling": len(feeling), "practical": len(practical)},
+            "feeling": feeling.mean(0).tolist(), "practical": practical.mean(0).tolist(),
+            "difference": [d[0] for d in diffs], "ci95": [[d[1], d[2]] for d in diffs]}
+
+
+def gate_table(probe: dict[str, Any]) -> str:
+    lines = ["| layer | feeling: gate on sensibility | practical: gate on sensibility | difference, 95% CI |",
              "|---|---|---|---|"]
     for i, (f, p) in enumerate(zip(probe["feeling"], probe["practical"], strict=True)):
-        lines.append(f"| {i} | {f:.4f} | {p:.4f} | {f - p:+.4f} |")
+        lo, hi = probe["ci95"][i]
+        lines.append(f"| {i} | {f:.4f} | {p:.4f} | {f - p:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     return "\n".join(lines)
 
 
-def gate_plot(probe: dict[str, list[float]], path: Path) -> Path:
+def gate_plot(probe: dict[str, Any], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, values in probe.items():
+    for name in ("feeling", "practical"):
+        values = probe[name]
         ax.plot(range(len(values)), values, marker="o", label=f"{name} contexts")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("decoder layer")
