@@ -45,11 +45,22 @@ def router_dir(data_dir: Path) -> Path:
 
 
 def subset_ids(data_dir: Path) -> set[str]:
-    """Ids of every sample in the selected subsets: the router must not learn from the experts' own data."""
+    """Ids of the samples the experts were trained on: the router must not learn from the experts' own data.
+
+    An expert trained on a subset with `--limit` saw only its seeded pick of the subset file (recorded in its
+    `empathy_meta.json`); a subset file without an expert for it (or changed since) counts whole.
+    """
+    from training.sft_data import file_sha256, read_subset, take
+
     ids: set[str] = set()
-    for path in (data_dir / "subsets").glob("*.jsonl"):
-        with path.open(encoding="utf-8") as handle:
-            ids.update(json.loads(line).get("id", "") for line in handle if line.strip())
+    for path in sorted((data_dir / "subsets").glob("*.jsonl")):
+        rows = read_subset(path) if path.stat().st_size else []
+        meta_file = data_dir / "experts" / path.stem / "empathy_meta.json"
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            if meta.get("subset_sha256") == file_sha256(path):
+                rows = take(rows, meta["settings"].get("limit"), int(meta["settings"].get("seed", 42)))
+        ids.update(str(row.get("id", "")) for row in rows)
     return ids
 
 
