@@ -5,6 +5,7 @@ pair's sequence over observations for the dashboard (pure: rows in arrival order
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
@@ -22,7 +23,7 @@ from serve.sequential import (
     mean_trace,
     sample_ratio_mismatch,
 )
-from serve.stats import Vote
+from serve.stats import Vote, wilson
 
 TRACE_POINTS = 120
 Rating = tuple[str | None, float, str]  # (arm, value, scale)
@@ -121,12 +122,30 @@ def pair_sequences(arms: Sequence[str], votes: Sequence[Vote], ratings: Sequence
     return rows
 
 
+def position_bias(votes: Sequence[Vote], cfg: CSConfig) -> dict[str, Any]:
+    """How often the first-shown (left, `completion_a`) answer wins, ties half, with its confidence
+    sequence and Wilson interval: 0.5 when position does not matter. The arena puts the arms on random
+    sides, so arm quality averages out; `left_share` per arm shows that the sides were balanced."""
+    x = [_points(v, v.a) for v in votes]
+    out: dict[str, Any] = {"votes": len(x), "left_win_rate": None, "low": None, "high": None,
+                           "fixed_low": None, "fixed_high": None, "p_value": None, "biased": False}
+    if x:
+        tr = mean_trace(x, cfg, null=0.5)
+        low, high = wilson(sum(x), len(x))
+        out.update(left_win_rate=_num(tr.estimate[-1]), low=_num(tr.low[-1]), high=_num(tr.high[-1]),
+                   fixed_low=low, fixed_high=high, p_value=float(tr.p_value[-1]),
+                   biased=decision(tr.low[-1], tr.high[-1], 0.5) != "not yet")
+    shown = Counter(v.a for v in votes) + Counter(v.b for v in votes)
+    out["left_share"] = {arm: round(Counter(v.a for v in votes)[arm] / k, 4) for arm, k in shown.items()}
+    return out
+
+
 def attach_sequential(results: dict[str, Any], exp: Experiment, ratings: Sequence[Rating],
                       votes: Sequence[Vote], assigned: Mapping[str, int], cfg: CSConfig,
                       srm_threshold: float = 0.001) -> dict[str, Any]:
     """`results` (the fixed-horizon ones) with the sequences added: per arm `sequence`, per row of
     `pairwise` its `cs_low` / `cs_high` / `decision`, `pairs` (every metric, with traces), the settings used
-    (`sequential`) and the sample-ratio check (`srm`)."""
+    (`sequential`), the left/right position bias of votes (`position`) and the sample-ratio check (`srm`)."""
     arms = [a.name for a in exp.arms]
     for row in results["arms"]:
         row["sequence"] = arm_sequences(ratings, votes, row["name"], cfg)
@@ -139,5 +158,6 @@ def attach_sequential(results: dict[str, Any], exp: Experiment, ratings: Sequenc
     results["pairs"] = pairs
     results["sequential"] = {"method": cfg.method, "alpha": cfg.alpha, "tuning_n": cfg.tuning_n,
                              "min_n": cfg.min_n, "rho": cfg.rho, "correction": "holm"}
+    results["position"] = position_bias(votes, cfg)
     results["srm"] = sample_ratio_mismatch(assigned, {a.name: a.weight for a in exp.arms}, srm_threshold)
     return results

@@ -122,6 +122,16 @@ def srm_line(results: Mapping[str, Any]) -> str:
     return f"Sample ratio OK (p = {srm['p_value']:.2f})."
 
 
+def position_line(results: Mapping[str, Any]) -> str:
+    """How often the left (first-shown) answer wins, from the gateway's `position` ('' without votes)."""
+    pos = results.get("position")
+    if not isinstance(pos, dict) or pos.get("left_win_rate") is None or pos.get("low") is None:
+        return ""
+    verdict = "⚠️ position bias" if pos.get("biased") else "no position bias shown"
+    return (f"Left answer wins {pos['left_win_rate']:.0%} of {pos.get('votes', 0)} votes (sequence "
+            f"{pos['low']:.0%}–{pos['high']:.0%}): {verdict}.")
+
+
 def decision_lines(results: Mapping[str, Any]) -> list[str]:
     """One line per pair and metric with the anytime-valid decision and interval."""
     lines = []
@@ -139,7 +149,7 @@ def summary(name: str, results: Mapping[str, Any]) -> str:
     state = "active" if results.get("active", True) else "inactive"
     arms = ", ".join(f"`{a.get('name')}`" for a in _arms(results)) or "–"
     head = f"### {name} ({state})\nArms: {arms} · pairwise votes: **{votes if votes is not None else 0}**"
-    extra = [line for line in (srm_line(results), *decision_lines(results)) if line]
+    extra = [line for line in (srm_line(results), position_line(results), *decision_lines(results)) if line]
     return "\n\n".join([head, "\n".join(extra)]) if extra else head
 
 

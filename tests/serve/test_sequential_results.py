@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from serve.experiments import Arm, Experiment
-from serve.live_results import pair_sequences, unit_value
+from serve.live_results import pair_sequences, position_bias, unit_value
 from serve.results import experiment_results
 from serve.sequential import CSConfig, holm
 from serve.stats import Vote
@@ -93,3 +93,26 @@ def test_holm_can_hold_back_a_decision_the_single_sequence_would_make() -> None:
 def test_unit_values() -> None:
     assert unit_value(1, "likert") == 0 and unit_value(5, "likert") == 1 and unit_value(3, "likert") == 0.5
     assert unit_value(1, "thumbs") == 1
+
+
+def _arena_votes(rng: np.random.Generator, left_edge: float, count: int) -> list[Vote]:
+    """Arms x (better: 60% head to head) and y on random sides; the left answer gets `left_edge` more."""
+    votes = []
+    for _ in range(count):
+        left, right = ("x", "y") if rng.random() < 0.5 else ("y", "x")
+        p_left = (0.6 if left == "x" else 0.4) + left_edge
+        outcome = rng.choice(["a", "b", "tie"], p=[p_left - 0.05, 0.95 - p_left, 0.1])
+        votes.append(Vote(left, right, str(outcome)))
+    return votes
+
+
+def test_position_bias_is_estimated_and_flagged() -> None:
+    rng = np.random.default_rng(8)
+    biased = position_bias(_arena_votes(rng, 0.12, 1500), CSConfig())
+    assert biased["biased"] is True and biased["low"] > 0.5
+    assert biased["left_win_rate"] == pytest.approx(0.62, abs=0.04)
+    assert biased["fixed_low"] > biased["low"] and biased["fixed_high"] < biased["high"]
+    assert biased["left_share"]["x"] == pytest.approx(0.5, abs=0.04)
+    fair = position_bias(_arena_votes(rng, 0.0, 1500), CSConfig())
+    assert fair["biased"] is False and fair["low"] < 0.5 < fair["high"]
+    assert position_bias([], CSConfig())["left_win_rate"] is None

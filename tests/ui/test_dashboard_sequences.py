@@ -10,7 +10,7 @@ import numpy as np
 
 from serve.experiments import Arm, Experiment
 from serve.results import experiment_results
-from ui.dashboard import decision_lines, srm_line, summary
+from ui.dashboard import decision_lines, position_line, srm_line, summary
 from ui.plots import sequences_plot
 
 
@@ -57,5 +57,6 @@ def test_summary_carries_srm_flag_and_decisions() -> None:
     text = summary("live", fair)
     assert text.startswith("### live (active)") and "Sample ratio OK" in text
     assert summary("old", {"arms": []}) == "### old (active)\nArms: – · pairwise votes: **0**"
-    assert srm_line({}) == "" and decision_lines({}) == []
+    assert position_line(fair).startswith("Left answer wins") and "Left answer wins" in text
+    assert srm_line({}) == "" and decision_lines({}) == [] and position_line({}) == ""
     assert sequences_plot([]).axes[0].texts[0].get_text() == "no ratings or votes between arms yet"
