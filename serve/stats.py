@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -128,3 +129,49 @@ def pairwise_table(votes: Sequence[Vote], players: Sequence[str]) -> list[dict[s
             rows.append({"a": a, "b": players[j], "games": n, "a_win_rate": float(wins[i, j] / n),
                          "low": low, "high": high})
     return rows
+
+
+def length_feature(lengths: Sequence[tuple[float, float]]) -> np.ndarray:
+    """Per vote (len_a - len_b) / (len_a + len_b), standardised (Arena's normalised length difference)."""
+    arr = np.asarray(lengths, dtype=float).reshape(-1, 2)
+    total = arr.sum(axis=1)
+    z = np.where(total > 0, (arr[:, 0] - arr[:, 1]) / np.maximum(total, 1e-12), 0.0)
+    return z / (float(z.std()) or 1.0)
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, ridge: float, iters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge logistic regression with fractional targets by Newton's method: coefficients, covariance."""
+    beta = np.zeros(x.shape[1])
+    penalty = ridge * np.eye(x.shape[1])
+    info = penalty
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(x @ beta)))
+        info = x.T @ (x * (p * (1 - p))[:, None]) + penalty
+        step = np.linalg.solve(info, x.T @ (y - p) - penalty @ beta)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta, np.linalg.inv(info)
+
+
+def bt_length_controlled(votes: Sequence[Vote], lengths: Sequence[tuple[float, float]],
+                         players: Sequence[str], ridge: float = 1e-3, iters: int = 50) -> dict[str, Any]:
+    """Bradley-Terry with the replies' length difference as a covariate (like Chatbot Arena's style
+    control): P(a beats b) = sigmoid(beta_a - beta_b + gamma * z), z from `length_feature`; a tie counts
+    half a win. Ratings on the Elo scale (centred on 1000) with 95% intervals from the inverse
+    information, and `length_coef` gamma (> 0: the longer reply wins more often at equal strength)."""
+    k = len(players)
+    index = {p: i for i, p in enumerate(players)}
+    x = np.zeros((len(votes), k + 1))
+    for row, v in enumerate(votes):
+        x[row, index[v.a]], x[row, index[v.b]] = 1.0, -1.0
+    x[:, k] = length_feature(lengths)
+    y = np.array([1.0 if v.winner == "a" else 0.0 if v.winner == "b" else 0.5 for v in votes])
+    beta, cov = _logistic_fit(x, y, ridge, iters)
+    centre = np.eye(k) - 1.0 / k  # ratings relative to the players' mean
+    half = Z95 * np.sqrt(np.maximum(np.diag(centre @ cov[:k, :k] @ centre.T), 0.0))
+    scale = 400 / math.log(10)
+    rating = 1000 + scale * (centre @ beta[:k])
+    return {"ratings": {p: {"rating": float(rating[i]), "low": float(rating[i] - scale * half[i]),
+                            "high": float(rating[i] + scale * half[i])} for i, p in enumerate(players)},
+            "length_coef": float(beta[k]), "length_coef_se": float(math.sqrt(cov[k, k]))}
