@@ -26,12 +26,14 @@ from torch import nn
 from vllm.config import VllmConfig
 from vllm.distributed import get_pp_group, get_tensor_model_parallel_world_size
 from vllm.model_executor.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM
+from vllm.model_executor.models.utils import extract_layer_index
 
 from training.moe.artifact import CONFIG_KEY, experts_from, resolve_base, specs
 from training.moe.lora_pack import (
     ExpertLoRA,
     ExpertSpec,
     averaged_delta,
+    columns,
     expert_mask,
     gate_probs,
     pack,
@@ -53,12 +55,12 @@ def moe_section(config: Any) -> dict[str, Any]:
 class RoutedDelta(nn.Module):
     """The gated LoRA deltas of one (packed) projection: A [R, in], B [out, R], mask [E, R]."""
 
-    def __init__(self, expert_specs: Sequence[ExpertSpec], modules: Sequence[str], in_size: int,
+    def __init__(self, expert_specs: Sequence[ExpertSpec], modules: Sequence[str], layer: int, in_size: int,
                  out_sizes: Sequence[int]) -> None:
         super().__init__()
         self.modules_ = tuple(modules)
         self.out_sizes = tuple(out_sizes)
-        mask = expert_mask(expert_specs, modules)
+        mask = expert_mask(expert_specs, modules, layer)
         self.lora_a = nn.Parameter(torch.zeros(mask.shape[1], in_size), requires_grad=False)
         self.lora_b = nn.Parameter(torch.zeros(sum(out_sizes), mask.shape[1]), requires_grad=False)
         self.register_buffer("mask", mask.to(self.lora_a.dtype), persistent=False)
@@ -99,9 +101,10 @@ class EmpathyMoeDecoderLayer(LlamaDecoderLayer):
         shapes = {"qkv": (hidden, [attn.q_size, attn.kv_size, attn.kv_size]),
                   "o": (attn.num_heads * attn.head_dim, [hidden]), "gate_up": (hidden, [inter, inter]),
                   "down": (inter, [hidden])}
-        self.routed = nn.ModuleDict({
-            name: RoutedDelta(expert_specs, GROUPS[name], *shapes[name])
-            for name in GROUPS if routed & set(GROUPS[name])
+        index = extract_layer_index(prefix)
+        self.routed = nn.ModuleDict({  # the groups some expert adapts in this layer (e.g. only the last N)
+            name: RoutedDelta(expert_specs, GROUPS[name], index, *shapes[name])
+            for name in GROUPS if routed & set(GROUPS[name]) and columns(expert_specs, GROUPS[name], index)
         })
         n = len(expert_specs)
         self.gate_mlp = Gate(hidden, n) if {"gate_up", "down"} & set(self.routed) else None

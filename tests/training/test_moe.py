@@ -42,6 +42,11 @@ def forced_gates(n_layers: int, hidden: int, expert: int, kinds: tuple[str, ...]
     return gates
 
 
+def forced_gates_at(layers: list[int], hidden: int, expert: int) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in forced_gates(max(layers) + 1, hidden, expert, ("mlp", "attn")).items()
+            if int(k.split(".")[0]) in layers}
+
+
 def logits_of(model: torch.nn.Module) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids=torch.tensor([IDS])).logits[0].float()
@@ -53,7 +58,7 @@ def test_packed_delta_is_the_gated_sum_of_expert_deltas() -> None:
     experts = [ExpertLoRA("s", 2.0, {(0, "up_proj"): (a1, b1)}),
                ExpertLoRA("r", 0.5, {(0, "up_proj"): (a2, b2)})]
     a, b = pack(experts, 0, ["up_proj"], [10])
-    mask = expert_mask([ExpertSpec(3, ("up_proj",)), ExpertSpec(2, ("up_proj",))], ["up_proj"])
+    mask = expert_mask([ExpertSpec(3, ("up_proj",), (0,)), ExpertSpec(2, ("up_proj",), (0,))], ["up_proj"], 0)
     x, g = torch.randn(5, 16), torch.softmax(torch.randn(5, 2), -1)
     want = g[:, :1] * (x @ (2.0 * b1 @ a1).t()) + g[:, 1:] * (x @ (0.5 * b2 @ a2).t())
     assert torch.allclose(routed_delta(x, g, a, b, mask), want, atol=1e-5)
@@ -65,7 +70,7 @@ def test_packed_projection_puts_each_module_in_its_output_slice() -> None:
     up = (torch.randn(3, 8), torch.randn(6, 3))
     expert = ExpertLoRA("s", 1.0, {(0, "gate_proj"): gate, (0, "up_proj"): up})
     a, b = pack([expert], 0, ["gate_proj", "up_proj"], [6, 6])
-    mask = expert_mask([ExpertSpec(3, ("gate_proj", "up_proj"))], ["gate_proj", "up_proj"])
+    mask = expert_mask([ExpertSpec(3, ("gate_proj", "up_proj"), (0,))], ["gate_proj", "up_proj"], 0)
     x = torch.randn(4, 8)
     out = routed_delta(x, torch.ones(4, 1), a, b, mask)
     assert torch.allclose(out[:, :6], x @ (gate[1] @ gate[0]).t(), atol=1e-5)
@@ -91,6 +96,31 @@ def test_gates_forced_to_one_expert_equal_that_expert(random_experts: list[tuple
     moe, want = logits_of(load_reference(art)), logits_of(peft)
     assert float((moe - want).abs().max()) < 1e-4
     assert float((logits_of(base) - want).abs().max()) > 0.1  # the expert changes the logits visibly
+
+
+def test_experts_on_the_last_layers_only(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Experts trained on the last N layers (EMPATHY_LORA_LAYERS): gates only where they adapt, and with the
+    gates forced onto one expert the MoE is that expert."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from training.moe.reference import load_reference
+    from training.moe.train import compose
+
+    experts = []
+    for name, seed in (("sensibility", 3), ("rationality", 4)):
+        torch.manual_seed(seed)
+        config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, layers_to_transform=[1],
+                            target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
+        get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config).save_pretrained(
+            tmp_path / name)
+        experts.append((name, tmp_path / name))
+    art = compose(str(tiny_model_dir), experts, tmp_path / "moe", "all", forced_gates_at([1], 128, 1))
+    assert {k for k in load_file(str(art / "moe.safetensors")) if k.startswith("gates.")} == {
+        f"gates.1.{kind}.{part}" for kind in ("mlp", "attn") for part in ("weight", "bias")}
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), experts[1][1])
+    assert float((logits_of(load_reference(art)) - logits_of(peft.eval())).abs().max()) < 1e-4
 
 
 def test_untrained_moe_is_the_half_blend(tiny_artifacts: Path, tiny_model_dir: Path, tmp_path: Path) -> None:

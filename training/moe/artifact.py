@@ -40,8 +40,8 @@ def moe_section(base_model: str, experts: Sequence[ExpertLoRA], routed: Sequence
     return {
         "format_version": FORMAT_VERSION,
         "base_model": str(Path(base_model).resolve()),
-        "experts": [{"name": e.name, "rank": e.rank, "scaling": e.scaling, "targets": e.targets}
-                    for e in experts],
+        "experts": [{"name": e.name, "rank": e.rank, "scaling": e.scaling, "targets": e.targets,
+                     "layers": e.layers} for e in experts],
         "routed": [m for m in routed if m in targets],
         "averaged": [m for m in targets if m not in routed],
         "gate_attention": any(m in ATTENTION for m in routed if m in targets),
@@ -49,7 +49,7 @@ def moe_section(base_model: str, experts: Sequence[ExpertLoRA], routed: Sequence
 
 
 def specs(section: Mapping[str, Any]) -> list[ExpertSpec]:
-    return [ExpertSpec(int(e["rank"]), tuple(e["targets"])) for e in section["experts"]]
+    return [ExpertSpec(int(e["rank"]), tuple(e["targets"]), tuple(e["layers"])) for e in section["experts"]]
 
 
 def expert_tensors(experts: Sequence[ExpertLoRA]) -> dict[str, torch.Tensor]:
@@ -67,7 +67,7 @@ def experts_from(tensors: Mapping[str, torch.Tensor], section: Mapping[str, Any]
     experts = []
     for i, info in enumerate(section["experts"]):
         modules = {}
-        for layer in range(n_layers):
+        for layer in info["layers"]:
             for module in info["targets"]:
                 key = f"experts.{i}.layers.{layer}.{module}"
                 if f"{key}.lora_A" not in tensors:

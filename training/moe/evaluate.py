@@ -87,23 +87,24 @@ def moe_nll(settings: Any, moe_dir: Path, conversations: Sequence[Sequence[dict[
     return out
 
 
-def probe_gates(moe_dir: Path, probes: Sequence[Any]) -> np.ndarray:
-    """[probe, layer]: the mean gate weight on the sensibility expert (expert 0) over the probe's tokens."""
+def probe_gates(moe_dir: Path, probes: Sequence[Any]) -> tuple[list[int], np.ndarray]:
+    """The gated layers and [probe, layer]: the mean gate weight on the sensibility expert (expert 0) over
+    the probe's tokens."""
     from transformers import AutoTokenizer
 
     from training.moe.reference import load_reference
 
     reference = load_reference(moe_dir)
     tokenizer = AutoTokenizer.from_pretrained(moe_dir)
-    out = np.zeros((len(probes), len(reference.gates)))
+    layers = [i for i in range(len(reference.gates)) if "mlp" in reference.gates[str(i)]]
+    out = np.zeros((len(probes), len(layers)))
     for row, probe in enumerate(probes):
         ids = tokenizer.apply_chat_template([{"role": "user", "content": probe.text}],
                                             add_generation_prompt=True, return_dict=True)["input_ids"]
         with torch.no_grad():
             reference(input_ids=torch.tensor([ids]))
-        out[row] = [float(reference.gates[str(i)]["mlp"].current[0, :, 0].mean())
-                    for i in range(len(reference.gates))]
-    return out
+        out[row] = [float(reference.gates[str(i)]["mlp"].current[0, :, 0].mean()) for i in layers]
+    return layers, out
 
 
 def gate_probe(moe_dir: Path, probes_file: Path | None = None) -> dict[str, Any]:
@@ -112,11 +113,11 @@ def gate_probe(moe_dir: Path, probes_file: Path | None = None) -> dict[str, Any]
     from training.evaluation.probes import DEFAULT_PROBES, difference_interval, read_probes
 
     probes = read_probes(probes_file or DEFAULT_PROBES)
-    gates = probe_gates(moe_dir, probes)
+    layers, gates = probe_gates(moe_dir, probes)
     kinds = np.array([p.kind for p in probes])
     feeling, practical = gates[kinds == "feeling"], gates[kinds == "practical"]
     diffs = [difference_interval(feeling[:, i], practical[:, i]) for i in range(gates.shape[1])]
-    return {"n": {"feeling": len(feeling), "practical": len(practical)},
+    return {"n": {"feeling": len(feeling), "practical": len(practical)}, "layers": layers,
             "feeling": feeling.mean(0).tolist(), "practical": practical.mean(0).tolist(),
             "difference": [d[0] for d in diffs], "ci95": [[d[1], d[2]] for d in diffs]}
 
@@ -126,7 +127,7 @@ def gate_table(probe: dict[str, Any]) -> str:
              "|---|---|---|---|"]
     for i, (f, p) in enumerate(zip(probe["feeling"], probe["practical"], strict=True)):
         lo, hi = probe["ci95"][i]
-        lines.append(f"| {i} | {f:.4f} | {p:.4f} | {f - p:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+        lines.append(f"| {probe['layers'][i]} | {f:.4f} | {p:.4f} | {f - p:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     return "\n".join(lines)
 
 
@@ -139,7 +140,7 @@ def gate_plot(probe: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name in ("feeling", "practical"):
         values = probe[name]
-        ax.plot(range(len(values)), values, marker="o", label=f"{name} contexts")
+        ax.plot(probe["layers"], values, marker="o", label=f"{name} contexts")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("decoder layer")
     ax.set_ylabel("mean gate on sensibility expert")

@@ -43,6 +43,10 @@ class ExpertLoRA:
     def targets(self) -> list[str]:
         return sorted({module for _, module in self.modules})
 
+    @property
+    def layers(self) -> list[int]:
+        return sorted({layer for layer, _ in self.modules})
+
     def delta(self, layer: int, module: str) -> torch.Tensor | None:
         """s * B @ A in float32, or None when the expert does not adapt this module."""
         pair = self.modules.get((layer, module))
@@ -50,8 +54,9 @@ class ExpertLoRA:
 
 
 def parse_peft(name: str, tensors: Mapping[str, torch.Tensor], scaling: float, n_layers: int) -> ExpertLoRA:
-    """An expert from PEFT's adapter tensors (`...layers.3.mlp.up_proj.lora_A.weight`). Every targeted
-    module must be adapted in every layer: the artifact stores one rank and one target list per expert."""
+    """An expert from PEFT's adapter tensors (`...layers.3.mlp.up_proj.lora_A.weight`). The layers it adapts
+    (all, or e.g. the last N) must each adapt the same modules: the artifact stores one rank, one target list
+    and one layer list per expert."""
     found: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         match = PEFT_KEY.search(key)
@@ -71,10 +76,11 @@ def checked_expert(name: str, scaling: float, modules: Modules, n_layers: int) -
     unknown = set(expert.targets) - set(ATTENTION) - set(MLP)
     if unknown:
         raise ModelError(f"expert {name!r} adapts {sorted(unknown)}; the MoE knows {ATTENTION + MLP} only.")
-    missing = [(layer, m) for layer in range(n_layers) for m in expert.targets if (layer, m) not in modules]
+    missing = [(layer, m) for layer in expert.layers for m in expert.targets if (layer, m) not in modules]
     if missing or any(layer >= n_layers for layer, _ in modules):
-        raise ModelError(f"expert {name!r} does not adapt the same modules in all {n_layers} layers "
-                         f"(missing e.g. {missing[:3]}); train it without layers_to_transform.")
+        raise ModelError(f"expert {name!r} does not adapt the same modules in each of its layers "
+                         f"(missing e.g. {missing[:3]}), or adapts a layer beyond the model's {n_layers}; "
+                         "train it with one target list for all its layers.")
     if len({int(a.shape[0]) for a, _ in modules.values()}) > 1:
         raise ModelError(f"expert {name!r} has several LoRA ranks; train it with one rank (no rank_pattern).")
     return expert
@@ -86,16 +92,22 @@ class ExpertSpec:
 
     rank: int
     targets: tuple[str, ...]
+    layers: tuple[int, ...]
+
+    @classmethod
+    def of(cls, expert: ExpertLoRA) -> ExpertSpec:
+        return cls(expert.rank, tuple(expert.targets), tuple(expert.layers))
 
 
-def columns(specs: Sequence[ExpertSpec], modules: Sequence[str]) -> list[tuple[str, int]]:
-    """(module, expert) of each rank block of a packed group, in column order."""
-    return [(m, e) for m in modules for e, spec in enumerate(specs) if m in spec.targets]
+def columns(specs: Sequence[ExpertSpec], modules: Sequence[str], layer: int) -> list[tuple[str, int]]:
+    """(module, expert) of each rank block of a packed group in one layer, in column order."""
+    return [(m, e) for m in modules for e, spec in enumerate(specs)
+            if m in spec.targets and layer in spec.layers]
 
 
-def expert_mask(specs: Sequence[ExpertSpec], modules: Sequence[str]) -> torch.Tensor:
+def expert_mask(specs: Sequence[ExpertSpec], modules: Sequence[str], layer: int) -> torch.Tensor:
     """M [E, R]: 1 where rank column R belongs to expert E."""
-    blocks = columns(specs, modules)
+    blocks = columns(specs, modules, layer)
     mask = torch.zeros(len(specs), sum(specs[e].rank for _, e in blocks))
     start = 0
     for _, e in blocks:
@@ -107,8 +119,7 @@ def expert_mask(specs: Sequence[ExpertSpec], modules: Sequence[str]) -> torch.Te
 def pack(experts: Sequence[ExpertLoRA], layer: int, modules: Sequence[str], out_sizes: Sequence[int]
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """(A [R, in], B [sum(out_sizes), R]) of a packed group, scalings folded into B, float32."""
-    specs = [ExpertSpec(e.rank, tuple(e.targets)) for e in experts]
-    blocks = columns(specs, modules)
+    blocks = columns([ExpertSpec.of(e) for e in experts], modules, layer)
     offsets = dict(zip(modules, [sum(out_sizes[:i]) for i in range(len(modules))], strict=True))
     a_rows, b_cols = [], []
     for module, e in blocks:
@@ -144,3 +155,10 @@ def forced_gate_bias(n_experts: int, expert: int, margin: float = 60.0) -> torch
     bias = torch.full((n_experts,), -margin)
     bias[expert] = margin
     return bias
+
+
+def layer_kinds(specs: Sequence[ExpertSpec], routed: Sequence[str], layer: int) -> dict[str, list[str]]:
+    """The gates a layer needs: "mlp" and/or "attn" -> the routed modules some expert adapts there."""
+    kinds = {"mlp": [m for m in routed if m not in ATTENTION], "attn": [m for m in routed if m in ATTENTION]}
+    present = {kind: [m for m in mods if columns(specs, [m], layer)] for kind, mods in kinds.items()}
+    return {kind: mods for kind, mods in present.items() if mods}

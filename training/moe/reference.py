@@ -16,7 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.moe.lora_pack import ATTENTION, ExpertLoRA, averaged_delta, gate_probs, pack, routed_delta
+from training.moe.lora_pack import (
+    ATTENTION,
+    ExpertLoRA,
+    ExpertSpec,
+    averaged_delta,
+    expert_mask,
+    gate_probs,
+    layer_kinds,
+    pack,
+    routed_delta,
+)
 
 
 class LayerGate(nn.Linear):
@@ -72,11 +82,11 @@ class MoeReference(nn.Module):
         self.gates = nn.ModuleDict()
         hidden, n = model.config.hidden_size, len(experts)
         targets = {t for e in experts for t in e.targets}
+        specs = [ExpertSpec.of(e) for e in experts]
         for index, layer in enumerate(model.model.layers):
             self._merge_averaged(layer, index, experts, targets - set(routed))
-            kinds = {"mlp": [m for m in routed if m in targets and m not in ATTENTION],
-                     "attn": [m for m in routed if m in targets and m in ATTENTION]}
-            gates = nn.ModuleDict({kind: LayerGate(hidden, n) for kind, mods in kinds.items() if mods})
+            kinds = layer_kinds(specs, routed, index)
+            gates = nn.ModuleDict({kind: LayerGate(hidden, n) for kind in kinds})
             self.gates[str(index)] = gates
             for kind, gate in gates.items():
                 (layer.mlp if kind == "mlp" else layer.self_attn).register_forward_pre_hook(
@@ -97,11 +107,9 @@ class MoeReference(nn.Module):
     @staticmethod
     def _route(layer: nn.Module, index: int, module: str, experts: Sequence[ExpertLoRA], gate: LayerGate
                ) -> None:
-        from training.moe.lora_pack import ExpertSpec, expert_mask
-
         base = _linear(layer, module)
         a, b = pack(experts, index, [module], [base.out_features])
-        mask = expert_mask([ExpertSpec(e.rank, tuple(e.targets)) for e in experts], [module])
+        mask = expert_mask([ExpertSpec.of(e) for e in experts], [module], index)
         parent = layer.self_attn if module in ATTENTION else layer.mlp
         setattr(parent, module, RoutedLinear(base, a, b, mask, gate))
 

@@ -193,13 +193,6 @@ def is_up_to_date(job: MoeJob) -> bool:
         return False
 
 
-def gate_kinds(routed: Sequence[str]) -> list[str]:
-    from training.moe.lora_pack import ATTENTION
-
-    return [kind for kind, present in (("mlp", any(m not in ATTENTION for m in routed)),
-                                       ("attn", any(m in ATTENTION for m in routed))) if present]
-
-
 def compose(base_model: str, experts: Sequence[tuple[str, Path]], out_dir: Path, routed: str = "mlp",
             gates: dict[str, torch.Tensor] | None = None, meta: dict[str, Any] | None = None) -> Path:
     """An artifact from the experts and given gates (default: zero gates, i.e. the fixed 0.5 blend)."""
@@ -211,8 +204,10 @@ def compose(base_model: str, experts: Sequence[tuple[str, Path]], out_dir: Path,
     loaded = load_experts(job, config.num_hidden_layers)
     modules = ROUTED_CHOICES[routed]
     if gates is None:
-        n, hidden = len(loaded), config.hidden_size
+        from training.moe.lora_pack import ExpertSpec, layer_kinds
+
+        n, hidden, specs = len(loaded), config.hidden_size, [ExpertSpec.of(e) for e in loaded]
         gates = {f"{layer}.{kind}.{part}": torch.zeros((n, hidden) if part == "weight" else (n,))
-                 for layer in range(config.num_hidden_layers) for kind in gate_kinds(modules)
+                 for layer in range(config.num_hidden_layers) for kind in layer_kinds(specs, modules, layer)
                  for part in ("weight", "bias")}
     return write_artifact(out_dir, base_model, loaded, modules, gates, meta or {"composed": True})
