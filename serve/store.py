@@ -110,8 +110,15 @@ class Store:
             s.merge(CompletionRow(created=time.time(), **c.__dict__))
 
     def put_route(self, key: str, adapter: str, blend: float | None, probs: list[float] | None) -> None:
-        with Session(self.engine) as s, s.begin():
-            s.merge(RouteRow(key=key, created=time.time(), adapter=adapter, blend=blend, probs=probs))
+        """Store a conversation's route. Two requests of one new conversation may race here (two tabs, two
+        gateways on one database): the first route stored stays, the other insert is dropped, not a 500."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with Session(self.engine) as s, s.begin():
+                s.merge(RouteRow(key=key, created=time.time(), adapter=adapter, blend=blend, probs=probs))
+        except IntegrityError:
+            log.info("route %s was stored by a concurrent request; keeping the first one", key[:16])
 
     def get_route(self, key: str) -> tuple[str, float | None, list[float] | None] | None:
         with Session(self.engine) as s:
