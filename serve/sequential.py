@@ -132,7 +132,7 @@ def mean_trace(values: Sequence[float] | np.ndarray, cfg: CSConfig, null: float 
 def diff_trace(values: Sequence[float] | np.ndarray, is_a: Sequence[bool] | np.ndarray,
                cfg: CSConfig) -> Trace:
     """The CS of mean(A) - mean(B) after each observation of either arm (arrival order along the last
-    axis, values in [0, 1]); infinite before both arms have `min_n` observations.
+    axis, values in [0, 1]); infinite before both arms have `min_n` observations, NaN before both have one.
 
     gavi: the two-sample asymptotic CS with N = n_A + n_B and per-observation variance
     N (var_A / n_A + var_B / n_B). bounded: the sum of the arms' exact half-widths at alpha / 2 each."""
@@ -162,7 +162,7 @@ def diff_trace(values: Sequence[float] | np.ndarray, is_a: Sequence[bool] | np.n
     else:
         p = mixture_p_value(est, total, sigma, cfg.rho)
     p = np.where(early, 1.0, p)
-    return Trace(total, np.nan_to_num(est), np.maximum(est - half, -1.0), np.minimum(est + half, 1.0), p, 0.0)
+    return Trace(total, est, np.maximum(est - half, -1.0), np.minimum(est + half, 1.0), p, 0.0)
 
 
 def _bounded_diff_p(est: np.ndarray, na: np.ndarray, nb: np.ndarray, rho: float) -> np.ndarray:

@@ -106,7 +106,7 @@ def sequences_plot(pairs: Sequence[Mapping[str, Any]], srm_mismatch: bool = Fals
         _sequence_panel(ax, pair)
     if srm_mismatch:
         fig.suptitle("Sample-ratio mismatch: traffic does not split as configured", color="#c0392b",
-                     fontsize=11, x=0.02, ha="left")
+                     fontsize=11, x=0.98, ha="right")  # the left corner carries Gradio's label
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight() if srm_mismatch else 1))
     return fig
 
