@@ -28,7 +28,7 @@ from vllm.distributed import get_pp_group, get_tensor_model_parallel_world_size
 from vllm.model_executor.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM
 from vllm.model_executor.models.utils import extract_layer_index
 
-from training.moe.artifact import CONFIG_KEY, experts_from, resolve_base, specs
+from training.moe.artifact import CONFIG_KEY, FORMAT_VERSION, experts_from, resolve_base, specs
 from training.moe.lora_pack import (
     ExpertLoRA,
     ExpertSpec,
@@ -49,6 +49,9 @@ def moe_section(config: Any) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ValueError(f"config.json has no `{CONFIG_KEY}` section: this folder is not an empathy MoE "
                          "artifact (build one with `empathy train moe`).")
+    if section.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"the MoE artifact has format {section.get('format_version')}, this code reads "
+                         f"{FORMAT_VERSION}; rebuild it with `empathy train moe --force`.")
     return section
 
 

@@ -30,7 +30,7 @@ ARCHITECTURE = "EmpathyMoeForCausalLM"
 CONFIG_KEY = "empathy_moe"
 WEIGHTS_FILE = "moe.safetensors"
 META_FILE = "empathy_moe.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a layer list per expert
 ROUTED_CHOICES = {"mlp": MLP, "all": ATTENTION + MLP}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".index.json")  # not copied from the base
 
