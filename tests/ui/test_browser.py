@@ -163,7 +163,7 @@ def test_dashboard_shows_the_experiment_results(page: Page, gateway: RunningGate
         text = summary.inner_text()
         assert f"{name} (active)" in text and "pairwise votes: 1" in text, text
         table = page.locator("#dash-table")
-        table.get_by_text("warm", exact=True).wait_for()
+        table.get_by_text("warm", exact=True).first.wait_for()  # the cell's wrapper and its text both match
         cells = {arm: page.locator("#dash-table tr", has=page.get_by_text(arm, exact=True)).first
                  .locator("td").all_inner_texts() for arm in ("warm", "cool")}
         # arm, model, traffic, users, completions, thumbs votes, thumbs share, win rate, ...
