@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from empathy.settings import Settings
 
 EXPERTS = ("sensibility", "rationality")
-PIPELINE_ESTIMATE = ("about 18 minutes on a 2-core CPU the first time, 8 of them fitting the distilled "
-                     "judge; later runs reuse everything")
+PIPELINE_ESTIMATE = ("quick: about 20 minutes on a 2-core CPU the first time, 10 of them fitting the "
+                     "distilled judge; standard: about 90; later runs reuse everything")
 
 
 def build_parser() -> argparse.ArgumentParser:
