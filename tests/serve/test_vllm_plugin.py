@@ -3,6 +3,7 @@ adapter, rows with one are unchanged; and the installed package registers it whe
 
 from __future__ import annotations
 
+import inspect
 import types
 from importlib.metadata import entry_points
 
@@ -15,9 +16,10 @@ SLOTS, RANK, HIDDEN, OUT = 3, 4, 8, 6
 
 
 def ops_copy() -> types.SimpleNamespace:
-    """A namespace holding vLLM's original ops, so patching it leaves the real module alone."""
+    """A namespace holding vLLM's original ops, so patching it leaves the real module alone. Unwrapped: any
+    test that builds a vLLM object in this process makes vLLM load our plugin, which patches the module."""
     names = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
-    return types.SimpleNamespace(**{name: getattr(lora_ops, name) for name in names})
+    return types.SimpleNamespace(**{name: inspect.unwrap(getattr(lora_ops, name)) for name in names})
 
 
 def test_rows_without_a_lora_get_no_adapter_and_the_others_are_unchanged() -> None:
@@ -26,7 +28,8 @@ def test_rows_without_a_lora_get_no_adapter_and_the_others_are_unchanged() -> No
     a = torch.randn(SLOTS, 1, RANK, HIDDEN)
     b = torch.randn(SLOTS, 1, OUT, RANK)
     indices = torch.tensor([-1, 0, 2, -1])
-    fixed, bound = ops_copy(), types.SimpleNamespace(bgmv_shrink=lora_ops.bgmv_shrink)
+    fixed = ops_copy()
+    bound = types.SimpleNamespace(bgmv_shrink=fixed.bgmv_shrink)
     assert patch(fixed, bound) and bound.bgmv_shrink is fixed.bgmv_shrink
 
     def lora(ops: types.SimpleNamespace) -> torch.Tensor:
@@ -48,8 +51,8 @@ def test_rows_without_a_lora_get_no_adapter_and_the_others_are_unchanged() -> No
 def test_patching_twice_wraps_once_and_missing_ops_change_nothing() -> None:
     ops = ops_copy()
     assert patch(ops, types.SimpleNamespace()) and patch(ops, types.SimpleNamespace())
-    assert ops.bgmv_shrink.__wrapped__ is lora_ops.bgmv_shrink
-    assert not patch(types.SimpleNamespace(bgmv_shrink=lora_ops.bgmv_shrink), types.SimpleNamespace())
+    assert ops.bgmv_shrink.__wrapped__ is inspect.unwrap(lora_ops.bgmv_shrink)
+    assert not patch(types.SimpleNamespace(bgmv_shrink=ops.bgmv_shrink), types.SimpleNamespace())
 
 
 def test_the_installed_package_registers_the_plugin_with_vllm() -> None:

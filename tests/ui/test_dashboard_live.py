@@ -80,19 +80,23 @@ def page(down_gateway: RunningGateway) -> Iterator[Page]:
 def test_dashboard_shows_sequences_decisions_and_the_srm_alarm(page: Page, down_gateway: RunningGateway,
                                                                artifacts_dir: Path) -> None:
     name = _live_experiment(down_gateway, np.random.default_rng(5))
-    results = httpx.get(f"{down_gateway.url}/v1/experiments/{name}/results", timeout=60).json()
-    assert results["srm"]["mismatch"] is True
-    assert {p["metric"]: p["decision"] for p in results["pairs"]}["win_rate"] == "warm ahead"
-    page.goto(f"{down_gateway.url}/")
-    page.get_by_role("tab", name="Dashboard").click()
-    page.locator("#dash-refresh").click()
-    page.wait_for_function("name => document.querySelector('#dash-summary').innerText.includes(name)",
-                           arg=name, timeout=60_000)
-    text = page.locator("#dash-summary").inner_text()
-    assert "Sample-ratio mismatch" in text and "warm vs cool · win_rate: warm ahead" in text, text
-    page.wait_for_function("() => !document.body.innerText.includes('processing')", timeout=120_000)
-    page.locator("#dash-sequences img, #dash-sequences canvas, #dash-sequences svg").first.wait_for()
-    out = artifacts_dir / "ui" / "dashboard_live.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(out), full_page=True)
-    print(f"dashboard screenshot: {out}")
+    try:
+        results = httpx.get(f"{down_gateway.url}/v1/experiments/{name}/results", timeout=60).json()
+        assert results["srm"]["mismatch"] is True
+        assert {p["metric"]: p["decision"] for p in results["pairs"]}["win_rate"] == "warm ahead"
+        page.goto(f"{down_gateway.url}/")
+        page.get_by_role("tab", name="Dashboard").click()
+        page.locator("#dash-refresh").click()
+        page.wait_for_function("name => document.querySelector('#dash-summary').innerText.includes(name)",
+                               arg=name, timeout=60_000)
+        text = page.locator("#dash-summary").inner_text()
+        assert "Sample-ratio mismatch" in text and "warm vs cool · win_rate: warm ahead" in text, text
+        page.wait_for_function("() => !document.body.innerText.includes('processing')", timeout=120_000)
+        page.locator("#dash-sequences img, #dash-sequences canvas, #dash-sequences svg").first.wait_for()
+        out = artifacts_dir / "ui" / "dashboard_live.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        print(f"dashboard screenshot: {out}")
+    finally:  # an active experiment would change the arena's pairs for the tests that follow
+        httpx.patch(f"{down_gateway.url}/v1/experiments/{name}", json={"active": False},
+                    headers={"authorization": f"Bearer {ADMIN_KEY}"})
