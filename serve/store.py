@@ -17,6 +17,7 @@ from sqlalchemy import JSON, Boolean, Engine, Float, ForeignKey, Index, Integer,
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from serve.experiments import Experiment
+from serve.migrations import migrate
 
 log = logging.getLogger("empathy.serve")
 
@@ -103,7 +104,7 @@ class RouteRow(Base):
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        Base.metadata.create_all(engine)
+        migrate(engine)  # create or upgrade the schema (serve/migrations)
 
     def add_completion(self, c: Completion) -> None:
         with Session(self.engine) as s, s.begin():
