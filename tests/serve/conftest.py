@@ -90,3 +90,43 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path, engi
     app = create_app(settings, supervisor=engine_supervisor, router=tiny_router)
     with serve_app(app) as url:
         yield Running(url, app)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (`tests/serve/postgres.py`), started on first use."""
+    from tests.serve.postgres import start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store database on each backend: a SQLite file, or a new database on the session's
+    PostgreSQL (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    server = request.getfixturevalue("postgres")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Any]:
+    """A `serve.store.Store` over `store_url` (schema made by its migrations), once per backend."""
+    from empathy.db import make_engine
+    from serve.store import Store
+
+    engine = make_engine(store_url)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()

@@ -1,17 +1,14 @@
 """Sticky routes under concurrency: requests of one new conversation that race to store its route do not fail
-(SQLite file, real SQLAlchemy); the first stored route stays."""
+(real SQLAlchemy, on a SQLite file and on PostgreSQL); the first stored route stays."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-from empathy.db import make_engine
 from serve.store import Store
 
 
-def test_racing_route_inserts_do_not_fail(tmp_path: Path) -> None:
-    store = Store(make_engine(f"sqlite:///{tmp_path / 'routes.db'}"))
+def test_racing_route_inserts_do_not_fail(store: Store) -> None:
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
@@ -29,4 +26,5 @@ def test_racing_route_inserts_do_not_fail(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert all(store.get_route(f"conv-{r}") is not None for r in range(20))
+    routes = [store.get_route(f"conv-{r}") for r in range(20)]
+    assert all(r is not None and r[2] == [0.2] * 5 for r in routes)
