@@ -25,6 +25,7 @@ from serve.validation import loads_strict
 
 log = logging.getLogger("empathy.serve")
 _FIRST_TOKEN = re.compile(rb'"(content|text)":\s*"[^"]')
+_USAGE = re.compile(rb'"usage":\s*\{')
 T = TypeVar("T")
 
 
@@ -39,6 +40,7 @@ class Call:
     subject: str | None
     request_id: str
     started: float
+    hide_usage: bool = False  # the gateway asked vLLM for the stream's usage event; the client did not
 
     def headers(self) -> dict[str, str]:
         return {"x-empathy-route": self.route.header(), "x-request-id": self.request_id}
@@ -114,8 +116,24 @@ def _transport_error(gw: Gateway, up: Upstream, exc: httpx.HTTPError) -> APIErro
                     code="upstream_error")
 
 
+def reply_tokens(usage: Any) -> int | None:
+    """`completion_tokens` of a reply's `usage` (None when vLLM did not say)."""
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
+
+
+def ask_for_usage(body: dict[str, Any]) -> bool:
+    """Make a streamed request end with vLLM's usage event (the reply's length is stored for the
+    length-controlled results); True when the client did not ask for it, so the gateway drops it."""
+    options = body.get("stream_options")
+    if not body.get("stream") or (isinstance(options, dict) and options.get("include_usage")):
+        return False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
+
+
 async def _record(gw: Gateway, call: Call, completion_id: str | None, ttft: float | None,
-                  stream: bool) -> None:
+                  stream: bool, tokens: int | None = None) -> None:
     latency = time.perf_counter() - call.started
     model, arm = gw.model_label(call.model), gw.arm_label(call.route.arm)
     gw.metrics.requests.labels(model, arm, "200").inc()
@@ -127,7 +145,8 @@ async def _record(gw: Gateway, call: Call, completion_id: str | None, ttft: floa
     row = Completion(id=completion_id[:128], model=call.model, adapter=call.route.adapter,
                      blend=call.route.blend, source=call.route.source, experiment=call.route.experiment,
                      arm=call.route.arm, subject=call.subject, latency_ms=latency * 1000,
-                     ttft_ms=ttft * 1000 if ttft is not None else None, stream=stream)
+                     ttft_ms=ttft * 1000 if ttft is not None else None, stream=stream,
+                     completion_tokens=tokens)
     await asyncio.to_thread(gw.store.add_completion, row)
 
 
@@ -181,6 +200,7 @@ async def _send(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, httpx.
 
 
 async def forward(gw: Gateway, call: Call) -> Response:
+    call.hide_usage = ask_for_usage(call.body)
     _up, resp, slot = await _send(gw, call, stream=bool(call.body.get("stream")))
     if call.body.get("stream") and resp.status_code < 400:
         return StreamingResponse(_relay(gw, call, resp, slot), media_type="text/event-stream",
@@ -190,7 +210,8 @@ async def forward(gw: Gateway, call: Call) -> Response:
         raise upstream_error(resp.status_code, resp.content, resp.headers)
     data = upstream_json(resp.status_code, resp.content)
     data["empathy"] = call.route.body_field()
-    await _record(gw, call, data.get("id") if isinstance(data.get("id"), str) else None, None, stream=False)
+    await _record(gw, call, data.get("id") if isinstance(data.get("id"), str) else None, None, stream=False,
+                  tokens=reply_tokens(data.get("usage")))
     return JSONResponse(data, headers=call.headers())
 
 
@@ -198,15 +219,21 @@ def _timeout(gw: Gateway) -> httpx.Timeout:
     return httpx.Timeout(gw.settings.upstream_timeout, connect=2.0)
 
 
-def inject(event: bytes, field: dict[str, Any]) -> tuple[bytes, str | None]:
-    """The first SSE event with the `empathy` field added (and the completion id it carries)."""
+def event_json(event: bytes) -> dict[str, Any] | None:
+    """The JSON object an SSE `data:` event carries (None for `[DONE]`, comments and anything else)."""
     if not event.startswith(b"data: ") or event.startswith(b"data: [DONE]"):
-        return event, None
+        return None
     try:
         data = loads_strict(event[6:])
     except (ValueError, UnicodeDecodeError):
-        return event, None
-    if not isinstance(data, dict):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def inject(event: bytes, field: dict[str, Any]) -> tuple[bytes, str | None]:
+    """The first SSE event with the `empathy` field added (and the completion id it carries)."""
+    data = event_json(event)
+    if data is None:
         return event, None
     data["empathy"] = field
     cid = data.get("id")
@@ -217,27 +244,61 @@ def error_event(err: APIError) -> bytes:
     return b"data: " + json.dumps(err.body()).encode() + b"\n\n"
 
 
+def usage_event(event: bytes) -> tuple[int | None, bool]:
+    """From one SSE event: the reply tokens of its `usage`, and whether it is the usage-only event (no
+    choices) that ends a stream with `include_usage`."""
+    data = event_json(event) if _USAGE.search(event) else None
+    if data is None:
+        return None, False
+    return reply_tokens(data.get("usage")), data.get("choices") == []
+
+
+@dataclass
+class _Stream:
+    """A relayed stream cut into SSE events: the first data event gets the `empathy` field, the usage
+    event the gateway asked for is dropped; the completion id and reply tokens are kept for the record."""
+
+    field: dict[str, Any]
+    hide_usage: bool
+    pending: bytes = b""
+    injected: bool = False
+    completion_id: str | None = None
+    tokens: int | None = None
+
+    def events(self, chunk: bytes) -> list[bytes]:
+        *done, self.pending = (self.pending + chunk).split(b"\n\n")
+        return done
+
+    def rewrite(self, event: bytes) -> bytes | None:
+        """The event as the client gets it (None: dropped)."""
+        if not self.injected and event.startswith(b"data: ") and not event.startswith(b"data: [DONE]"):
+            event, self.completion_id = inject(event, self.field)
+            self.injected = True
+        tokens, usage_only = usage_event(event)
+        self.tokens = tokens if tokens is not None else self.tokens
+        return None if usage_only and self.hide_usage else event
+
+
 async def _relay(gw: Gateway, call: Call, resp: httpx.Response,
                  stack: contextlib.AsyncExitStack) -> AsyncIterator[bytes]:
-    head, completion_id, ttft, recorded = b"", None, None, False
+    state, ttft, recorded = _Stream(call.route.body_field(), call.hide_usage), None, False
     try:
         async for chunk in resp.aiter_raw():
             if ttft is None and _FIRST_TOKEN.search(chunk):
                 ttft = time.perf_counter() - call.started
-            if head is not None:
-                head += chunk
-                if b"\n\n" not in head:
-                    continue
-                event, rest = head.split(b"\n\n", 1)
-                event, completion_id = inject(event, call.route.body_field())
-                chunk, head = event + b"\n\n" + rest, None
-            if b"data: [DONE]" in chunk and not recorded:
-                # Stored before the client sees the end, so feedback on this id never races the row.
-                await _record(gw, call, completion_id, ttft, stream=True)
-                recorded = True
-            yield chunk
-        if head:
-            yield head
+            out = []
+            for event in state.events(chunk):
+                if event.startswith(b"data: [DONE]") and not recorded:
+                    # Stored before the client sees the end, so feedback on this id never races the row.
+                    await _record(gw, call, state.completion_id, ttft, stream=True, tokens=state.tokens)
+                    recorded = True
+                kept = state.rewrite(event)
+                if kept is not None:
+                    out.append(kept + b"\n\n")
+            if out:
+                yield b"".join(out)
+        if state.pending:
+            yield state.pending
     except httpx.HTTPError as exc:
         timeout = isinstance(exc, httpx.TimeoutException)
         err = APIError(504 if timeout else 502, "vLLM did not go on in time (EMPATHY_UPSTREAM_TIMEOUT)."

@@ -44,6 +44,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: _error("Unknown model, completion or experiment."), 408: _error("The body did not arrive in time."),
     413: _error("Body too large."),
 }
+FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 409: _error("This voter already voted on this pair of completions."),
+    429: _error("This voter reached today's vote cap (EMPATHY_VOTES_PER_VOTER_PER_DAY; Retry-After)."),
+}
 UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS, 429: _error("vLLM is overloaded (Retry-After passed on)."),
     502: _error("vLLM answered with something that is not a valid reply (its status in x-upstream-status)."),
@@ -207,6 +211,10 @@ class Pairwise(BaseModel):
     completion_a: str = Field(min_length=1, max_length=128)
     completion_b: str = Field(min_length=1, max_length=128)
     outcome: Literal["a", "b", "tie", "both_bad"]
+    user: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Who votes (a stable id, like `user` of a chat request): one vote per voter and pair of "
+        "completions, at most EMPATHY_VOTES_PER_VOTER_PER_DAY per UTC day. Without it, the client's address.")
 
     @model_validator(mode="after")
     def _two_completions(self) -> Pairwise:
@@ -254,6 +262,10 @@ class ArmResult(_Open):
     likert: dict[str, float | int | None]
     win_rate: dict[str, Any]
     bradley_terry: dict[str, float]
+    bradley_terry_lc: dict[str, float] | None = Field(
+        default=None, description="Bradley-Terry with reply-length control (Elo scale, 95% interval) over "
+        "the votes whose replies have a stored length; None when the arm has none.")
+    reply_tokens_mean: float | None = Field(default=None, description="Mean reply length in tokens.")
     latency_ms_p50: float | None
     ttft_ms_p50: float | None
 
@@ -271,6 +283,10 @@ class ExperimentResults(BaseModel):
         "confidence sequence now (low, high) beside the fixed-horizon interval, the Holm-corrected "
         "`decision` (`<arm> ahead` or `not yet`) and the sequence over observations (`trace`).")
     sequential: dict[str, Any] = Field(default={}, description="How the sequences were computed.")
+    length_control: dict[str, Any] = Field(
+        default={}, description="The length-controlled Bradley-Terry fit: `votes` used, `length_coef` (> 0: "
+        "the longer reply wins more often at equal strength, per standard deviation of the normalised length "
+        "difference) with its standard error, and `length_effect` in words.")
     srm: dict[str, Any] = Field(
         default={}, description="Sample-ratio check: assignments per arm against the weights (chi-square); "
         "`mismatch` when p < threshold.")

@@ -140,6 +140,12 @@ class ServeSettings(BaseSettings):
         "normal mixture's rho, like GrowthBook's tuning parameter): near the count an experiment is "
         "expected to reach. Smaller: earlier decisions on large effects, wider intervals later.",
     )
+    votes_per_voter_per_day: int = Field(
+        default=200, ge=0,
+        description="Pairwise votes one voter may cast per UTC day (the `user` of POST /v1/feedback; the "
+        "arena sends a random id kept in the browser; without one, the client's address); more get 429. "
+        "0: no cap.",
+    )
     sequential_min_n: int = Field(
         default=10, ge=2, le=100_000,
         description="Observations each arm needs before a `gavi` sequence can decide (its variance is "

@@ -10,10 +10,25 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, Boolean, Engine, Float, ForeignKey, Index, Integer, String, delete, func, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from serve.experiments import Experiment
@@ -40,6 +55,7 @@ class CompletionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)  # vLLM's usage
 
 
 class AssignmentRow(Base):
@@ -68,6 +84,8 @@ class PairwiseRow(Base):
     completion_a: Mapped[str] = mapped_column(ForeignKey("serve_completions.id"), index=True)
     completion_b: Mapped[str] = mapped_column(ForeignKey("serve_completions.id"), index=True)
     outcome: Mapped[str] = mapped_column(String(16))
+    voter: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    __table_args__ = (Index("ix_serve_pairwise_voter_created", "voter", "created"),)
 
 
 class ExperimentRow(Base):
@@ -90,6 +108,16 @@ class Completion:
     latency_ms: float
     ttft_ms: float | None
     stream: bool
+    completion_tokens: int | None = None  # the reply's length in tokens (vLLM's `usage`)
+
+
+class VoteRefused(Exception):
+    """A pairwise vote not stored: `duplicate` (this voter already voted on this pair of completions) or
+    `cap` (this voter's votes since the start of the day reached the cap)."""
+
+    def __init__(self, reason: str, voter: str, count: int) -> None:
+        super().__init__(f"{reason}: {voter} ({count})")
+        self.reason, self.voter, self.count = reason, voter, count
 
 
 class RouteRow(Base):
@@ -110,16 +138,20 @@ class Store:
         with Session(self.engine) as s, s.begin():
             s.merge(CompletionRow(created=time.time(), **c.__dict__))
 
-    def put_route(self, key: str, adapter: str, blend: float | None, probs: list[float] | None) -> None:
-        """Store a conversation's route. Two requests of one new conversation may race here (two tabs, two
-        gateways on one database): the first route stored stays, the other insert is dropped, not a 500."""
+    def put_route(self, key: str, adapter: str, blend: float | None,
+                  probs: list[float] | None) -> tuple[str, float | None, list[float] | None]:
+        """Store a conversation's route unless it has one; the route stored. Two requests of one new
+        conversation may race here (two tabs, two gateways on one database): the first route stored stays,
+        and the other request gets it back, so both (and every gateway afterwards) use the same blend."""
         from sqlalchemy.exc import IntegrityError
 
         try:
             with Session(self.engine) as s, s.begin():
-                s.merge(RouteRow(key=key, created=time.time(), adapter=adapter, blend=blend, probs=probs))
+                s.add(RouteRow(key=key, created=time.time(), adapter=adapter, blend=blend, probs=probs))
+            return adapter, blend, probs
         except IntegrityError:
             log.info("route %s was stored by a concurrent request; keeping the first one", key[:16])
+            return self.get_route(key) or (adapter, blend, probs)
 
     def get_route(self, key: str) -> tuple[str, float | None, list[float] | None] | None:
         with Session(self.engine) as s:
@@ -142,12 +174,30 @@ class Store:
             s.flush()
             return row.id
 
-    def add_pairwise(self, a: str, b: str, outcome: str) -> int:
+    def add_pairwise(self, a: str, b: str, outcome: str, voter: str | None = None, cap: int = 0,
+                     day_start: float = 0.0) -> int:
+        """Store a vote; with a `voter`, VoteRefused when they already voted on this pair (either order) or
+        when it would be more than `cap` (> 0) of their votes since `day_start`. The vote is inserted first
+        and counted in the same transaction, so two concurrent votes of one voter cannot both slip in
+        (SQLite: the second waits for the first one's write lock)."""
         with Session(self.engine) as s, s.begin():
-            row = PairwiseRow(created=time.time(), completion_a=a, completion_b=b, outcome=outcome)
+            row = PairwiseRow(created=time.time(), completion_a=a, completion_b=b, outcome=outcome,
+                              voter=voter)
             s.add(row)
             s.flush()
+            if voter is not None:
+                self._check_voter(s, voter, a, b, cap, day_start)
             return row.id
+
+    @staticmethod
+    def _check_voter(s: Session, voter: str, a: str, b: str, cap: int, day_start: float) -> None:
+        mine = select(func.count()).select_from(PairwiseRow).where(PairwiseRow.voter == voter)
+        same_pair = or_(and_(PairwiseRow.completion_a == a, PairwiseRow.completion_b == b),
+                        and_(PairwiseRow.completion_a == b, PairwiseRow.completion_b == a))
+        if int(s.scalar(mine.where(same_pair)) or 0) > 1:
+            raise VoteRefused("duplicate", voter, 1)
+        if cap > 0 and int(s.scalar(mine.where(PairwiseRow.created >= day_start)) or 0) > cap:
+            raise VoteRefused("cap", voter, cap)
 
     def save_experiment(self, exp: Experiment) -> None:
         with Session(self.engine) as s, s.begin():
@@ -171,7 +221,9 @@ class Store:
     def delete_experiment(self, name: str) -> bool:
         """Remove the experiment's definition (its completions and feedback stay, as history)."""
         with Session(self.engine) as s, s.begin():
-            return s.execute(delete(ExperimentRow).where(ExperimentRow.name == name)).rowcount > 0
+            statement = delete(ExperimentRow).where(ExperimentRow.name == name)
+            result = cast(CursorResult[Any], s.execute(statement))
+            return result.rowcount > 0
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as s:
@@ -197,5 +249,6 @@ class Store:
                                  .where(AssignmentRow.experiment == exp.name, AssignmentRow.created >= since)
                                  .group_by(AssignmentRow.arm)).all()
             latency = [(arm_of[c.id], c.latency_ms, c.ttft_ms) for c in comps]
+            lengths = {c.id: c.completion_tokens for c in comps if c.completion_tokens is not None}
         return {"arm_of": arm_of, "ratings": [tuple(r) for r in ratings], "votes": [tuple(v) for v in votes],
-                "assigned": dict(assigned), "latency": latency}
+                "assigned": dict(assigned), "latency": latency, "lengths": lengths}

@@ -2,11 +2,15 @@
 
 The pair comes from the active experiment (GET /v1/experiments); without one, a random pair of the
 gateway's models. It stays the same for every turn of a battle until the user votes or starts a new one.
+Every vote carries the voter's id (`user`): a random id kept in the browser's localStorage, so the gateway
+can hold one vote per pair and its daily cap per voter.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +24,8 @@ from ui.streams import Pair, new_session_id, plain, stream_two
 FALLBACK_MODELS = ("base", "empathy-full", "empathy-sensibility", "empathy-rationality", "empathy")
 OUTCOMES = {"left": "a", "right": "b", "tie": "tie", "both_bad": "both_bad"}
 HIDDEN = "<div class='arena-name'>🎭 Hidden until you vote</div>"
+VOTER_KEY = "empathy-arena-voter"
+REFUSED = (409, 429)  # the gateway refused this voter's vote (already voted on the pair, daily cap)
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,8 @@ def reveal(contender: Contender, experiment: str | None) -> str:
 
 
 def stream_battle(client: GatewayClient, battle: Battle, histories: Pair) -> Iterator[Pair]:
-    requests = tuple(arm_request(c.model, battle.experiment, c.arm) for c in (battle.left, battle.right))
+    requests = (arm_request(battle.left.model, battle.experiment, battle.left.arm),
+                arm_request(battle.right.model, battle.experiment, battle.right.arm))
     yield from stream_two(client, requests, histories, battle.session_id,
                           (battle.ids["left"], battle.ids["right"]), with_caption=False)
 
@@ -97,10 +104,21 @@ def last_id(ids: dict[int, str]) -> str | None:
     return ids[max(ids)] if ids else None
 
 
-def vote_payload(battle: Battle, choice: str) -> dict[str, Any]:
-    """The pairwise vote of the wire contract: completion_a is the left answer, completion_b the right one."""
-    return {"type": "pairwise", "completion_a": last_id(battle.ids["left"]),
-            "completion_b": last_id(battle.ids["right"]), "outcome": OUTCOMES[choice]}
+def vote_payload(battle: Battle, choice: str, voter: str | None = None) -> dict[str, Any]:
+    """The pairwise vote of the wire contract: completion_a is the left answer, completion_b the right one,
+    `user` the voter."""
+    payload = {"type": "pairwise", "completion_a": last_id(battle.ids["left"]),
+               "completion_b": last_id(battle.ids["right"]), "outcome": OUTCOMES[choice]}
+    return {**payload, "user": voter} if voter else payload
+
+
+def new_voter_id() -> str:
+    return f"voter-{uuid.uuid4().hex}"
+
+
+def voter_id(stored: Any) -> str:
+    """The browser's voter id, or a new one when it has none yet (or something else is stored)."""
+    return stored if isinstance(stored, str) and stored.startswith("voter-") else new_voter_id()
 
 
 def _votes(interactive: bool) -> list[dict[str, Any]]:
@@ -126,18 +144,20 @@ def make_handlers(client: GatewayClient) -> dict[str, Any]:
             "One side failed, so this turn cannot be voted on; try again or start a new battle."
         yield (*histories, "", battle, HIDDEN, HIDDEN, hint, *_votes(ready))
 
-    def vote(choice: str, battle: Battle | None) -> tuple[Any, ...]:
+    def vote(choice: str, battle: Battle | None, stored: Any) -> tuple[Any, ...]:
+        voter = voter_id(stored)
         if battle is None or battle.voted:
             hint = "Start a battle first: write a message."
-            return (battle, gr.update(), gr.update(), hint, *_votes(False))
+            return (battle, gr.update(), gr.update(), hint, *_votes(False), voter)
         try:
-            client.send_feedback(vote_payload(battle, choice))
+            client.send_feedback(vote_payload(battle, choice, voter))
         except GatewayError as exc:
-            return (battle, gr.update(), gr.update(), f"⚠️ Vote not stored: {exc}", *_votes(True))
+            again = exc.status not in REFUSED  # a refusal stays one: no point in clicking again
+            return (battle, gr.update(), gr.update(), f"⚠️ Vote not stored: {exc}", *_votes(again), voter)
         battle.voted = True
         done = "Vote stored. The names are revealed above; write a new message to start the next battle."
         return (battle, reveal(battle.left, battle.experiment), reveal(battle.right, battle.experiment),
-                done, *_votes(False))
+                done, *_votes(False), voter)
 
     def reset() -> tuple[Any, ...]:
         return ([], [], "", None, HIDDEN, HIDDEN, "New battle: write a message.", *_votes(False))
@@ -148,6 +168,9 @@ def make_handlers(client: GatewayClient) -> dict[str, Any]:
 def build_arena_tab(client: GatewayClient) -> None:
     handlers = make_handlers(client)
     battle = gr.State(None)
+    # Not a secret (the id only tells voters apart); stable, so the id survives a gateway restart.
+    secret = hashlib.sha256(f"{VOTER_KEY}:{client.api_key}".encode()).hexdigest()[:32]
+    voter = gr.BrowserState(None, storage_key=VOTER_KEY, secret=secret)
     gr.Markdown("Two anonymous assistants answer the same message. Vote for the better one; "
                 "only then are their names revealed.", elem_classes=["tab-intro"])
     with gr.Row(equal_height=True):
@@ -170,7 +193,7 @@ def build_arena_tab(client: GatewayClient) -> None:
     box.submit(handlers["send"], [box, left, right, battle],
                [left, right, box, battle, left_name, right_name, status, *buttons], api_visibility="private")
     for key, button in zip(OUTCOMES, buttons, strict=True):
-        button.click(lambda b, k=key: handlers["vote"](k, b), [battle],
-                     [battle, left_name, right_name, status, *buttons], api_visibility="private")
+        button.click(lambda b, v, k=key: handlers["vote"](k, b, v), [battle, voter],
+                     [battle, left_name, right_name, status, *buttons, voter], api_visibility="private")
     reset.click(handlers["reset"], None, [left, right, box, battle, left_name, right_name, status, *buttons],
                 api_visibility="private")

@@ -22,7 +22,12 @@ ROUTE_HEADER = "x-empathy-route"
 
 
 class GatewayError(Exception):
-    """A call to the gateway failed; the message is meant for the person in front of the UI."""
+    """A call to the gateway failed; the message is meant for the person in front of the UI, `status` is the
+    gateway's HTTP status when it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -95,9 +100,19 @@ def describe_error(exc: Exception, url: str) -> str:
     if isinstance(exc, httpx.HTTPStatusError):
         if exc.response.status_code in (502, 503, 504):
             return RESTARTING
-        status, url = exc.response.status_code, exc.request.url
-        return f"The gateway answered {status} for {url}: {exc.response.text[:200]}"
+        return f"The gateway answered {exc.response.status_code}: {_response_message(exc.response)}"
     return f"Unexpected error talking to the gateway: {type(exc).__name__}: {exc}"
+
+
+def _response_message(response: httpx.Response) -> str:
+    """The `error.message` of the gateway's OpenAI-shaped error body, else the start of the body."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return f"{response.text[:200]} ({response.request.url})"
 
 
 def _api_message(exc: openai.APIStatusError) -> str:
@@ -157,7 +172,8 @@ class GatewayClient:
             response.raise_for_status()
             return response.json() if response.content else {}
         except httpx.HTTPError as exc:
-            raise GatewayError(describe_error(exc, self.url)) from exc
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
+            raise GatewayError(describe_error(exc, self.url), status) from exc
 
     def send_feedback(self, payload: dict[str, Any]) -> dict[str, Any]:
         return dict(self._request("POST", "/feedback", payload) or {})

@@ -1,5 +1,6 @@
-"""Dashboard tab: per experiment and arm counts, ratings, win rates, Bradley-Terry, blend histogram, latency,
-and each pair's anytime-valid confidence sequence with its decision and the sample-ratio check.
+"""Dashboard tab: per experiment and arm counts, ratings, win rates, Bradley-Terry (plain and with
+reply-length control), reply lengths, blend histogram, latency, and each pair's anytime-valid confidence
+sequence with its decision and the sample-ratio check.
 
 Reads `/v1/experiments` and `/v1/experiments/{name}/results`; every field is optional, a missing one shows
 as an empty plot or a dash, never an error.
@@ -17,7 +18,8 @@ from ui.client import GatewayClient, GatewayError
 from ui.plots import histogram_plot, sequences_plot, strengths_plot, win_matrix_plot
 
 TABLE_HEADERS = ["arm", "model", "traffic", "users", "completions", "👍 votes", "👍 share (95% CI)",
-                 "win rate (95% CI)", "latency p50 ms", "TTFT p50 ms"]
+                 "win rate (95% CI)", "Elo (95% CI)", "Elo, length-controlled (95% CI)", "reply tokens",
+                 "latency p50 ms", "TTFT p50 ms"]
 
 
 def _first(data: Mapping[str, Any], *keys: str) -> Any:
@@ -58,16 +60,20 @@ def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
                      str(_first(arm, "completions", "count") or 0),
                      str(thumbs.get("n", 0) if isinstance(thumbs, dict) else 0),
                      _with_ci(thumbs, "mean"), _with_ci(win, "win_rate"),
+                     _with_ci(arm.get("bradley_terry") if win else None, "rating", "{:.0f}"),
+                     _with_ci(arm.get("bradley_terry_lc"), "rating", "{:.0f}"),
+                     _num(arm.get("reply_tokens_mean"), "{:.0f}"),
                      _num(_first(arm, "latency_ms_p50", "p50_ms"), "{:.0f}"),
                      _num(_first(arm, "ttft_ms_p50", "ttft_p50_ms"), "{:.0f}")])
     return rows
 
 
-def bt_ratings(results: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """Per-arm `bradley_terry` {rating, low, high}; only arms that took part in a vote."""
+def bt_ratings(results: Mapping[str, Any], key: str = "bradley_terry") -> dict[str, dict[str, float]]:
+    """Per-arm `bradley_terry` (or `key`, e.g. `bradley_terry_lc`) {rating, low, high}; only arms that took
+    part in a vote."""
     out = {}
     for arm in _arms(results):
-        bt, win = arm.get("bradley_terry"), arm.get("win_rate") or {}
+        bt, win = arm.get(key), arm.get("win_rate") or {}
         if isinstance(bt, dict) and bt.get("rating") is not None and (not isinstance(win, dict)
                                                                      or win.get("games", 1)):
             out[str(arm.get("name"))] = bt
@@ -132,6 +138,18 @@ def position_line(results: Mapping[str, Any]) -> str:
             f"{pos['low']:.0%}–{pos['high']:.0%}): {verdict}.")
 
 
+def length_line(results: Mapping[str, Any]) -> str:
+    """The reply-length control in words ('' before a vote with reply lengths)."""
+    lc = results.get("length_control")
+    if not isinstance(lc, dict) or lc.get("length_coef") is None:
+        return ""
+    controlled = bt_ratings(results, "bradley_terry_lc")
+    elo = ", ".join(f"{name} {r['rating']:.0f}" for name, r in controlled.items())
+    return (f"Reply length ({lc.get('votes', 0)} votes): {lc.get('length_effect')} (coefficient "
+            f"{lc['length_coef']:+.2f} ± {1.96 * lc['length_coef_se']:.2f} per SD of the length difference); "
+            f"Elo at equal length: {elo or '–'}.")
+
+
 def decision_lines(results: Mapping[str, Any]) -> list[str]:
     """One line per pair and metric with the anytime-valid decision and interval."""
     lines = []
@@ -149,7 +167,8 @@ def summary(name: str, results: Mapping[str, Any]) -> str:
     state = "active" if results.get("active", True) else "inactive"
     arms = ", ".join(f"`{a.get('name')}`" for a in _arms(results)) or "–"
     head = f"### {name} ({state})\nArms: {arms} · pairwise votes: **{votes if votes is not None else 0}**"
-    extra = [line for line in (srm_line(results), position_line(results), *decision_lines(results)) if line]
+    extra = [line for line in (srm_line(results), position_line(results), length_line(results),
+                               *decision_lines(results)) if line]
     return "\n\n".join([head, "\n".join(extra)]) if extra else head
 
 
@@ -173,7 +192,9 @@ def render(client: GatewayClient, name: str | None) -> tuple[str, list[list[str]
         except GatewayError as exc:
             results, message = {}, f"⚠️ {exc}"
     players, matrix = win_matrix(results)
-    return (message, arm_rows(results), strengths_plot(bt_ratings(results)), win_matrix_plot(players, matrix),
+    return (message, arm_rows(results),
+            strengths_plot(bt_ratings(results), controlled=bt_ratings(results, "bradley_terry_lc")),
+            win_matrix_plot(players, matrix),
             histogram_plot(blend_counts(client.metrics_text()), "Router blend weights (all routed requests)",
                            "share of sensibility (bucket upper edge)"),
             sequences_plot(results.get("pairs") or [], bool((results.get("srm") or {}).get("mismatch"))))

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 ACCENT = "#e8735a"
 MUTED = "#8a8f98"
+LENGTH_COLOR = "#4a7fb5"
 
 
 def _empty(message: str) -> Figure:
@@ -23,22 +24,38 @@ def _empty(message: str) -> Figure:
 
 
 def strengths_plot(ratings: Mapping[str, Mapping[str, float]], title: str = "Bradley-Terry strength",
-                   ) -> Figure:
-    """Horizontal dots with 95% intervals, strongest on top (Elo-like scale)."""
+                   controlled: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
+    """Horizontal dots with 95% intervals, strongest on top (Elo-like scale); with `controlled`, the
+    length-controlled ratings of the same arms just below each (a second colour)."""
     rows = sorted(((k, v) for k, v in ratings.items() if v.get("rating") is not None),
                   key=lambda kv: kv[1]["rating"])
     if not rows:
         return _empty("no pairwise votes yet")
     fig, ax = plt.subplots(figsize=(6.4, 0.55 * len(rows) + 1.3))
-    for y, (_, r) in enumerate(rows):
-        low, high = r.get("low", r["rating"]), r.get("high", r["rating"])
-        ax.plot([low, high], [y, y], color=ACCENT, alpha=0.45, linewidth=6, solid_capstyle="round")
-        ax.plot([r["rating"]], [y], "o", color=ACCENT, markersize=9)
+    series = [(ratings, ACCENT, 0.0, "plain")]
+    if controlled:
+        series.append((controlled, LENGTH_COLOR, -0.28, "length-controlled"))
+    for source, color, shift, label in series:
+        _dots(ax, [(y + shift, source.get(name)) for y, (name, _) in enumerate(rows)], color, label)
     ax.set_yticks(range(len(rows)), [name for name, _ in rows])
     ax.axvline(1000, color=MUTED, linewidth=0.8, linestyle="--")
     ax.set_xlabel("rating (1000 = average; 400 points = 10x odds)")
+    if controlled:
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
     _style(ax, title)
     return fig
+
+
+def _dots(ax: plt.Axes, rows: Sequence[tuple[float, Mapping[str, float] | None]], color: str,
+          label: str) -> None:
+    """A dot with its interval bar at each height that has a rating; `label` once, for the legend."""
+    for y, r in rows:
+        if not r or r.get("rating") is None:
+            continue
+        low, high = r.get("low", r["rating"]), r.get("high", r["rating"])
+        ax.plot([low, high], [y, y], color=color, alpha=0.45, linewidth=6, solid_capstyle="round")
+        ax.plot([r["rating"]], [y], "o", color=color, markersize=9, label=label)
+        label = "_nolegend_"
 
 
 def win_matrix_plot(players: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> Figure:

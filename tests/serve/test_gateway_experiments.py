@@ -80,8 +80,9 @@ def test_feedback_and_results(gateway: Running, experiment: Experiment) -> None:
         for body in ({"type": "rating", "completion_id": s, "value": 1},
                      {"type": "rating", "completion_id": q, "value": 0},
                      {"type": "rating", "completion_id": s, "value": 4, "scale": "likert"},
-                     {"type": "pairwise", "completion_a": s, "completion_b": q, "outcome": "a"},
-                     {"type": "pairwise", "completion_a": q, "completion_b": s, "outcome": "tie"}):
+                     {"type": "pairwise", "completion_a": s, "completion_b": q, "outcome": "a", "user": "v1"},
+                     {"type": "pairwise", "completion_a": q, "completion_b": s, "outcome": "tie",
+                      "user": "v2"}):  # one vote per voter and pair
             assert api.post("/v1/feedback", json=body).status_code == 200
         unknown = {"type": "rating", "completion_id": "chatcmpl-nope", "value": 1}
         missing = api.post("/v1/feedback", json=unknown)
