@@ -1,8 +1,9 @@
 """`empathy eval`: greedy replies on a test split through vLLM, scored with the paper's metrics.
 
-`empathy eval --model base|full|sensibility|rationality|routed|blend:0.5 --split test [--limit N] [--url URL]`
-writes `<data_dir>/eval/<model>-<split>-n<N>.json`; `empathy eval table [--compare A:B ...]` prints every run
-as markdown, each cell with its 95% bootstrap interval, and paired differences between two models.
+`empathy eval --model base|full|sensibility|rationality|routed|blend:0.5|moe --split test [--limit N]
+[--url URL]` writes `<data_dir>/eval/<model>-<split>-n<N>.json`; `empathy eval table [--compare A:B ...]`
+prints every run as markdown, each cell with its 95% bootstrap interval, and paired differences between two
+models.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="artifact folder (EMPATHY_DATA_DIR)")
     parser.add_argument("--model", default="routed",
-                        help="base | full | sensibility | rationality | routed | blend:<weight>; several "
-                        "comma-separated share one engine and the same samples")
+                        help="base | full | sensibility | rationality | routed | blend:<weight> | moe; "
+                        "several comma-separated share one engine (moe: one of its own) and the same samples")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
     parser.add_argument("--limit", type=int, help="evaluate the first N samples of the split")
     parser.add_argument("--url", help="a running vLLM server with the adapters (default: start one)")

@@ -1,5 +1,5 @@
 """`empathy pipeline --profile quick|standard|smoke|paper`: base model -> judge -> select -> experts -> blends
--> router -> eval.
+-> router -> moe -> eval.
 
 Every step records a fingerprint of its inputs (settings, flags and the content of the files it reads) in
 `<data_dir>/pipeline/<step>.json`; a step whose fingerprint and outputs are unchanged is skipped, so running
@@ -303,6 +303,9 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
                                  "t": settings.router_temperature, "l2": settings.router_l2},
                       [d / "blends" / "index.json"], [d / "router" / "router.json"],
                       router_action(settings, profile, url)))
+    from training.moe.pipeline_step import moe_step
+
+    steps.append(moe_step(settings, profile.name))  # the experts' token-level MoE: its gates only
     return steps + eval_step(settings, profile, judge, url)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from empathy.errors import ConfigError, ModelError
 from training.router.grid import EXPERT_NAMES, blends_index_path
 
-MODEL_CHOICES = ("base", "full", "sensibility", "rationality", "routed", "blend:<weight>")
+MODEL_CHOICES = ("base", "full", "sensibility", "rationality", "routed", "blend:<weight>", "moe")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ def parse_model(spec: str, data_dir: Path) -> ModelSpec:
         return ModelSpec(spec, EXPERT_NAMES[spec])
     if spec == "routed":
         return ModelSpec("routed", None)
+    if spec == "moe":
+        return moe_spec(data_dir)
     if spec.startswith("blend:"):
         try:
             weight = round(float(spec.partition(":")[2]), 6)
@@ -52,6 +54,16 @@ def parse_model(spec: str, data_dir: Path) -> ModelSpec:
                               f"{blends_index_path(data_dir)} has {sorted(names)}.")
         return ModelSpec(f"blend:{weight:g}", names[weight])
     raise ConfigError(f"--model {spec!r} is not one of {', '.join(MODEL_CHOICES)}.")
+
+
+def moe_spec(data_dir: Path) -> ModelSpec:
+    """The experts' token-level MoE (`empathy train moe`), served by an engine of its own."""
+    from training.moe.serving import MOE_NAME, moe_dir
+
+    if not (moe_dir(data_dir) / "config.json").is_file():
+        raise ConfigError(f"--model moe: no MoE artifact in {moe_dir(data_dir)}; run `empathy train moe` "
+                          "first.")
+    return ModelSpec("moe", MOE_NAME)
 
 
 def routed_models(data_dir: Path, contexts: Sequence[Sequence[dict[str, str]]]

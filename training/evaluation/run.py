@@ -98,30 +98,47 @@ def plan_run(settings: Settings, model: str, contexts: Sequence[Sequence[dict[st
 
 def run_evals(settings: Settings, models: Sequence[str], split: str, limit: int | None, url: str | None,
               judge: str | None = None) -> list[Path]:
-    """Evaluate several models on the same samples with ONE engine (their requests are batched together);
-    writes one JSON per model and returns the paths."""
-    from openai import OpenAI
+    """Evaluate several models on the same samples; writes one JSON per model and returns the paths.
 
+    The base model, experts, blends and router share ONE engine (their requests are batched together);
+    `moe` has an engine of its own (`url` if it lists `empathy-moe`, e.g. the gateway), started after the
+    first has stopped, so one engine runs at a time."""
     from training.engine import engine_url
-    from training.evaluation.generate import generate
+    from training.moe.serving import MOE_NAME, moe_engine_url
 
     samples = eval_samples(settings, split, limit)
     contexts = [[{"role": m.role, "content": m.content} for m in s.context] for s in samples]
     plans = [plan_run(settings, model, contexts) for model in models]  # bad --model fails before any work
-    modules, rank = engine_modules(settings.data_dir, {name for p in plans for name in p.served})
-    with engine_url(settings, url, modules, rank, "vllm-eval") as base_url, \
-            ThreadPoolExecutor(max_workers=len(plans)) as pool:
-        client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=600)
+    lora_plans = [p for p in plans if MOE_NAME not in p.served]
+    moe_plans = [p for p in plans if MOE_NAME in p.served]
+    results: dict[int, tuple[list[str], float]] = {}
+    if lora_plans:
+        modules, rank = engine_modules(settings.data_dir, {name for p in lora_plans for name in p.served})
+        with engine_url(settings, url, modules, rank, "vllm-eval") as base_url:
+            results.update(generate_plans(settings, base_url, lora_plans, contexts))
+    if moe_plans:
+        with moe_engine_url(settings, url) as base_url:
+            results.update(generate_plans(settings, base_url, moe_plans, contexts))
+    return [finish_run(settings, plan, samples, *results[id(plan)], split, judge) for plan in plans]
 
-        def timed(plan: Planned) -> tuple[list[str], float]:
-            started = time.monotonic()
-            replies = generate(client, plan.served, contexts, settings.eval_max_tokens,
-                               settings.eval_concurrency)
-            return replies, time.monotonic() - started
 
-        results = list(pool.map(timed, plans))
-    return [finish_run(settings, plan, samples, replies, seconds, split, judge)
-            for plan, (replies, seconds) in zip(plans, results, strict=True)]
+def generate_plans(settings: Settings, base_url: str, plans: Sequence[Planned],
+                   contexts: Sequence[Sequence[dict[str, str]]]) -> dict[int, tuple[list[str], float]]:
+    """Replies of every plan from the server at `base_url`, all plans at once; id(plan) -> (replies,
+    generation seconds)."""
+    from openai import OpenAI
+
+    from training.evaluation.generate import generate
+
+    client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=600)
+
+    def timed(plan: Planned) -> tuple[list[str], float]:
+        started = time.monotonic()
+        replies = generate(client, plan.served, contexts, settings.eval_max_tokens, settings.eval_concurrency)
+        return replies, time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        return {id(plan): result for plan, result in zip(plans, pool.map(timed, plans), strict=True)}
 
 
 def finish_run(settings: Settings, plan: Planned, samples: Sequence[Sample], replies: Sequence[str],
@@ -159,7 +176,10 @@ def load_runs(data_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(eval_dir(data_dir).glob("*.json")):
         try:
-            runs.append({**json.loads(path.read_text()), "file": path.name})
+            body = json.loads(path.read_text())
         except json.JSONDecodeError:
             log.warning("skipping %s: not valid JSON", path)
+            continue
+        if isinstance(body, dict) and "model" in body:  # not e.g. a MoE analysis
+            runs.append({**body, "file": path.name})
     return runs

@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
-def heldout_nll(settings: Any, moe_dir: Path, batch_size: int = 8) -> dict[str, Any]:
+
+def heldout_nll(settings: Settings, moe_dir: Path, batch_size: int = 8) -> dict[str, Any]:
     """Paired comparison of the MoE against the router, the best fixed blend and each expert."""
     from serve.stats import mean_ci
     from training.router.cache import load_cache
@@ -44,10 +47,38 @@ def heldout_nll(settings: Any, moe_dir: Path, batch_size: int = 8) -> dict[str, 
     return {"n": len(test), "moe": float(moe.mean()),
             "means": {k: float(v.mean()) for k, v in others.items()},
             "moe_minus": {k: mean_ci((moe - v).tolist()) for k, v in others.items()},
-            "router_heldout_check": meta["metrics"]["heldout"]["router_argmax"]}
+            "router_heldout_check": meta["metrics"]["heldout"]["router_argmax"],
+            "trained_on_heldout": trained_on(moe_dir, [s.id for s in test]),
+            "per_sample": {s.id: float(v) for s, v in zip(test, moe, strict=True)}}
 
 
-def _router_heldout(settings: Any, meta: dict[str, Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+def trained_on(moe_dir: Path, ids: Sequence[str]) -> int:
+    """How many of `ids` the MoE's gates trained on (its seeded pick of its data file): 0 for a clean
+    held-out comparison (a --limit above the full expert's limit would pick router samples)."""
+    from training.moe.artifact import META_FILE
+    from training.sft_data import read_subset, take
+
+    meta = json.loads((moe_dir / META_FILE).read_text())
+    if "data_file" not in meta:  # composed, not trained
+        return 0
+    job = meta["settings"]
+    seen = {str(r.get("id")) for r in take(read_subset(Path(meta["data_file"])), job["limit"], job["seed"])}
+    return sum(i in seen for i in ids)
+
+
+def moe_difference(result: dict[str, Any], other: dict[str, Any]) -> dict[str, Any] | None:
+    """Paired mean of NLL(this MoE) - NLL(other MoE) over their common held-out samples (None if the
+    results share none, e.g. an older result without per-sample NLLs)."""
+    from serve.stats import mean_ci
+
+    mine, theirs = result.get("per_sample", {}), other.get("per_sample", {})
+    common = [i for i in mine if i in theirs]
+    if not common:
+        return None
+    return {"n": len(common), **mean_ci([mine[i] - theirs[i] for i in common])}
+
+
+def _router_heldout(settings: Settings, meta: dict[str, Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """The router's samples, its held-out mask and, for the held-out ones, the probabilities of the router
     fit on the held-in part (with the artifact's L2 and temperature)."""
     from serve.router import ContextEncoder, featurize
@@ -65,7 +96,7 @@ def _router_heldout(settings: Any, meta: dict[str, Any]) -> tuple[list[Any], np.
     return samples, held, weights.probs(features[held])
 
 
-def moe_nll(settings: Any, moe_dir: Path, conversations: Sequence[Sequence[dict[str, str]]],
+def moe_nll(settings: Settings, moe_dir: Path, conversations: Sequence[Sequence[dict[str, str]]],
             batch_size: int = 8) -> list[float]:
     """Mean reply-token NLL of each conversation under the MoE (the router scorer's tokenization)."""
     from tqdm import tqdm
@@ -96,14 +127,16 @@ def probe_gates(moe_dir: Path, probes: Sequence[Any]) -> tuple[list[int], np.nda
 
     reference = load_reference(moe_dir)
     tokenizer = AutoTokenizer.from_pretrained(moe_dir)
-    layers = [i for i in range(len(reference.gates)) if "mlp" in reference.gates[str(i)]]
+    gates: Any = reference.gates  # {layer: {kind: LayerGate}}
+    layers = [i for i in range(len(gates)) if "mlp" in gates[str(i)]]
     out = np.zeros((len(probes), len(layers)))
     for row, probe in enumerate(probes):
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": probe.text}],
-                                            add_generation_prompt=True, return_dict=True)["input_ids"]
+        encoded: Any = tokenizer.apply_chat_template([{"role": "user", "content": probe.text}],
+                                                     add_generation_prompt=True, return_dict=True)
+        ids = encoded["input_ids"]
         with torch.no_grad():
             reference(input_ids=torch.tensor([ids]))
-        out[row] = [float(reference.gates[str(i)]["mlp"].current[0, :, 0].mean()) for i in layers]
+        out[row] = [float(gates[str(i)]["mlp"].current[0, :, 0].mean()) for i in layers]
     return layers, out
 
 

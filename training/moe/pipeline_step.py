@@ -1,37 +1,46 @@
-"""The `moe` step of `empathy pipeline` (after the experts; independent of blends and router).
+"""The `moe` step of `empathy pipeline`: the experts' token-level MoE (its gates train after the experts).
 
-`training/pipeline.py` appends `moe_step(settings, limit, max_steps)` to its plan; suggested per profile:
-quick (128, 16), smoke (16, 2), paper (None, None) = the full data for one epoch, as the paper.
+Samples and optimizer steps per profile: a few in `smoke` and `quick` (a wiring check), the full expert's
+2,000 samples for one epoch in `standard` (its seeded pick: the gates never see the router's samples, so
+the held-out comparison of `empathy train moe --evaluate` stays clean), the full data for one epoch in
+`paper`, as the paper.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
+    from training.pipeline import Step
 
 PROFILE_LIMITS: dict[str, tuple[int | None, int | None]] = {
-    "quick": (128, 16), "smoke": (16, 2), "paper": (None, None),
+    "smoke": (16, 2), "quick": (128, 16), "standard": (2000, None), "paper": (None, None),
 }
 
 
-def moe_step(settings: Any, limit: int | None, max_steps: int | None
-             ) -> tuple[str, dict[str, Any], list[Path], list[Path], Callable[[], None]]:
-    """(name, params, input files, outputs, action), the tuple `pipeline.plan` builds for every step."""
+def moe_step(settings: Settings, profile: str) -> Step:
+    """The step that trains the gates (skipped while the experts, the data and the settings are unchanged;
+    an artifact already trained for the same job, e.g. by `empathy train moe`, is kept). The job is built
+    when the step runs: the base model may not be prepared when the plan is made."""
+    from training.pipeline import Step
+
+    limit, max_steps = PROFILE_LIMITS[profile]
+    settings = settings.model_copy(update={"moe_limit": limit})
     d = Path(settings.data_dir)
 
     def action() -> None:
-        from empathy.errors import EmpathyError
-        from training.commands import moe
+        from training.commands.moe import job_from_settings
+        from training.moe.train import is_up_to_date, train_moe
 
-        argv = ["--data-dir", str(d)]
-        argv += ["--limit", str(limit)] if limit else []
-        argv += ["--max-steps", str(max_steps)] if max_steps else []
-        if moe.main(argv) != 0:
-            raise EmpathyError("pipeline step moe failed; see the messages above.")
+        job = job_from_settings(settings, max_steps=max_steps)
+        if not is_up_to_date(job):
+            train_moe(job)
 
-    params = {"limit": limit, "max_steps": max_steps, "routed": settings.moe_routed,
-              "lr": settings.moe_learning_rate, "epochs": settings.moe_epochs,
-              "batch_size": settings.moe_batch_size, "max_length": settings.max_length, "seed": settings.seed}
+    params = {"base_model": settings.base_model, "routed": settings.moe_routed, "limit": limit,
+              "max_steps": max_steps, "lr": settings.moe_learning_rate, "epochs": settings.moe_epochs,
+              "batch_size": settings.moe_batch_size, "max_length": settings.max_length, "seed": settings.seed,
+              "bf16": settings.train_bf16}
     inputs = [d / "experts" / "sensibility", d / "experts" / "rationality", d / "subsets" / "full.jsonl"]
-    return "moe", params, inputs, [d / "moe" / "config.json"], action
+    return Step("moe", params, inputs, [d / "moe" / "config.json"], action)
