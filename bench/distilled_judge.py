@@ -18,6 +18,11 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
+    from selection.scoring import ScoringSummary
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,17 +35,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def score(spec: str, settings: object, samples: list, db: Path) -> tuple[float, object]:
+async def score(spec: str, settings: Settings, samples: list, db: Path
+                ) -> tuple[float, float, ScoringSummary]:
+    """(wall seconds, CPU seconds, summary) of scoring `samples`."""
     from selection.judges import make_judge
     from selection.scoring import run_scoring
     from selection.store import ScoreStore
 
-    judge = make_judge(spec, settings)  # type: ignore[arg-type]
+    judge = make_judge(spec, settings)
     store = ScoreStore.from_url(f"sqlite:///{db}")
     start, cpu = time.perf_counter(), time.process_time()
     summary = await run_scoring(judge, samples, store, split="train")
-    summary.cpu_seconds = time.process_time() - cpu  # type: ignore[attr-defined]
-    return time.perf_counter() - start, summary
+    cpu_seconds = time.process_time() - cpu
+    return time.perf_counter() - start, cpu_seconds, summary
 
 
 def main() -> None:
@@ -55,10 +62,10 @@ def main() -> None:
     train = load_corpus(settings, "train").samples
     samples = random.Random(0).sample(train, min(args.n, len(train))) if args.n else train
     with tempfile.TemporaryDirectory() as tmp:
-        seconds, summary = asyncio.run(score(spec, settings, samples, Path(tmp) / "bench.db"))
+        seconds, cpu_seconds, summary = asyncio.run(score(spec, settings, samples, Path(tmp) / "bench.db"))
     rate = len(samples) / seconds
     # Wall time depends on what else runs on the machine; CPU time says what the judge itself needs.
-    per_cpu_s = len(samples) / summary.cpu_seconds
+    per_cpu_s = len(samples) / cpu_seconds
     cores = os.cpu_count() or 1
     print(json.dumps({
         "judge": spec, "version": summary.version, "samples": len(samples), "ok": summary.ok,

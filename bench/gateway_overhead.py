@@ -25,9 +25,11 @@ from pathlib import Path
 
 import httpx
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 REPO = Path(__file__).resolve().parent.parent
-MESSAGES = [{"role": "user", "content": "I just found out my best friend is moving to another country."}]
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "I just found out my best friend is moving to another country."}]
 
 
 async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:

@@ -22,11 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from serve.engine import EngineProcess, EngineSpec
 
 TOLERANCE = 1e-3  # fp32 sums differ by ~1e-5 with the batch's composition; an adapter moves them by ~1
-MESSAGES = [{"role": "user", "content": "I failed my exam today and I feel terrible."}]
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "I failed my exam today and I feel terrible."}]
 
 
 def reply_logprob(client: OpenAI, model: str) -> float:

@@ -12,10 +12,13 @@ import argparse
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 
-def score_both(settings: Any, n: int, url: str | None, batch_size: int) -> dict[str, float]:
+def score_both(settings: Settings, n: int, url: str | None, batch_size: int) -> dict[str, float]:
     import numpy as np
     from openai import OpenAI
     from transformers import AutoTokenizer

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check .
+.venv/bin/mypy .
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 # The browser test's screenshots, so CI logs say where to find them.

@@ -63,13 +63,15 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 
 def _insert_for(dialect: str) -> Any:
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"scores store: no upsert for database dialect {dialect!r}; "
-                                  "use SQLite or PostgreSQL (EMPATHY_STORE_URL).")
-    return insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    raise NotImplementedError(f"scores store: no upsert for database dialect {dialect!r}; "
+                              "use SQLite or PostgreSQL (EMPATHY_STORE_URL).")
 
 
 class ScoreStore:

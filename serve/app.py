@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
 from empathy.db import make_engine
+from empathy.settings import Settings
 from serve import errors, openapi
 from serve.api import admin, experiments_api, feedback, health, openai_api
 from serve.catalog import Catalog, load_catalog
@@ -24,8 +24,9 @@ from serve.store import Store
 log = logging.getLogger("empathy.serve")
 
 
-def create_app(settings: Any, *, catalog: Catalog | None = None, supervisor: EngineSupervisor | None = None,
-               router: RouterLike | None = None, mount_ui: bool | None = None) -> FastAPI:
+def create_app(settings: Settings, *, catalog: Catalog | None = None,
+               supervisor: EngineSupervisor | None = None, router: RouterLike | None = None,
+               mount_ui: bool | None = None) -> FastAPI:
     """The gateway over `settings.upstreams`, or over `supervisor`'s engine, or (neither given) over a vLLM
     child it starts itself from `settings`. `catalog` and `router` default to what `<data_dir>` holds."""
     catalog, moe_supervisor = moe_engine(settings, catalog or load_catalog(Path(settings.data_dir)))
@@ -53,7 +54,7 @@ def create_app(settings: Any, *, catalog: Catalog | None = None, supervisor: Eng
     return app
 
 
-def _mount_ui(app: FastAPI, settings: Any) -> FastAPI:
+def _mount_ui(app: FastAPI, settings: Settings) -> FastAPI:
     if importlib.util.find_spec("ui.app") is None:
         log.info("ui/app.py not found: serving the API only")
         return app

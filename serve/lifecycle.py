@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
 from serve.engine import EngineSpec, EngineSupervisor, lora_rank_for
 from serve.metrics import EngineCollector
@@ -22,7 +22,7 @@ from serve.upstreams import Upstream, UpstreamPool
 log = logging.getLogger("empathy.serve")
 
 
-def engine_spec(settings: Any, catalog: Catalog) -> EngineSpec:
+def engine_spec(settings: Settings, catalog: Catalog) -> EngineSpec:
     """The vLLM child for these settings: base model plus every expert and blend as a LoRA module."""
     from training.base_model import resolve_base_model
 
@@ -36,7 +36,7 @@ def engine_spec(settings: Any, catalog: Catalog) -> EngineSpec:
     )
 
 
-def moe_engine(settings: Any, catalog: Catalog) -> tuple[Catalog, EngineSupervisor | None]:
+def moe_engine(settings: Settings, catalog: Catalog) -> tuple[Catalog, EngineSupervisor | None]:
     """The MoE's own vLLM child (vLLM serves one model per server), when `<data_dir>/moe` exists and no
     `moe_upstreams` serve it; the catalog lists `empathy-moe` only when something serves it."""
     if not catalog.moe or not settings.moe_serve:
@@ -83,7 +83,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
         async with httpx.AsyncClient(limits=limits) as client:
             gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval)
-            restarts = (lambda: gw.supervisor.restarts) if gw.supervisor else (lambda: 0)
+            sup = gw.supervisor
+            restarts = (lambda: sup.restarts) if sup else (lambda: 0)
             gw.metrics.watch_engines(EngineCollector(restarts, lambda: [
                 (str(i), u.healthy, u.outstanding)
                 for i, u in enumerate(gw.pool.upstreams)] if gw.pool else []))

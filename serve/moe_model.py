@@ -58,6 +58,8 @@ def moe_section(config: Any) -> dict[str, Any]:
 class RoutedDelta(nn.Module):
     """The gated LoRA deltas of one (packed) projection: A [R, in], B [out, R], mask [E, R]."""
 
+    mask: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, expert_specs: Sequence[ExpertSpec], modules: Sequence[str], layer: int, in_size: int,
                  out_sizes: Sequence[int]) -> None:
         super().__init__()
@@ -100,7 +102,8 @@ class EmpathyMoeDecoderLayer(LlamaDecoderLayer):
                              "scale out with several engines behind the gateway (EMPATHY_UPSTREAMS).")
         section = moe_section(config)
         expert_specs, routed = specs(section), set(section["routed"])
-        attn, hidden, inter = self.self_attn, config.hidden_size, config.intermediate_size
+        attn: Any = self.self_attn  # vLLM's LlamaAttention (q_size, kv_size, num_heads, head_dim)
+        hidden, inter = config.hidden_size, config.intermediate_size
         shapes = {"qkv": (hidden, [attn.q_size, attn.kv_size, attn.kv_size]),
                   "o": (attn.num_heads * attn.head_dim, [hidden]), "gate_up": (hidden, [inter, inter]),
                   "down": (inter, [hidden])}
@@ -119,7 +122,8 @@ class EmpathyMoeDecoderLayer(LlamaDecoderLayer):
     def _attention(self, positions: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         if self.gate_attn is None:
             return self.self_attn(positions=positions, hidden_states=h)
-        attn, g = self.self_attn, self.gate_attn(h)
+        attn: Any = self.self_attn
+        g = self.gate_attn(h)
         qkv = attn.qkv_proj(h)[0] + self._delta("qkv", h, g)
         q, k, v = qkv.split([attn.q_size, attn.kv_size, attn.kv_size], dim=-1)
         q, k = attn.rotary_emb(positions, q, k)
@@ -146,6 +150,7 @@ class EmpathyMoeDecoderLayer(LlamaDecoderLayer):
 
     def load_moe(self, experts: Sequence[ExpertLoRA], layer: int, tensors: dict[str, torch.Tensor]) -> None:
         for routed in self.routed.values():
+            assert isinstance(routed, RoutedDelta)
             routed.load(experts, layer)
         for kind, gate in (("mlp", self.gate_mlp), ("attn", self.gate_attn)):
             if gate is not None:

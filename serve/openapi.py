@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -13,6 +13,9 @@ from pydantic import TypeAdapter
 
 from serve.access import check_access
 from serve.schemas import ERRORS, REQUEST_BODIES
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 REF = "#/components/schemas/{model}"
@@ -47,7 +50,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return spec
 
 
-def _caps(schemas: dict[str, Any], settings: Any) -> None:
+def _caps(schemas: dict[str, Any], settings: Settings) -> None:
     """This gateway's limits as `maximum`s of the completion requests' integer fields."""
     limits = {"n": settings.max_n, "max_tokens": settings.max_tokens_cap,
               "max_completion_tokens": settings.max_tokens_cap}

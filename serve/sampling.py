@@ -8,12 +8,15 @@ client sends always wins; a request that sets only `temperature: 0` still gets t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serve.settings import SamplingDefaults
 
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
-def defaults_for(settings: Any, model: str) -> SamplingDefaults:
+
+def defaults_for(settings: Settings, model: str) -> SamplingDefaults:
     """The defaults of gateway model `model`: EMPATHY_MODEL_SAMPLING[model] over EMPATHY_SAMPLING_DEFAULTS."""
     return settings.sampling_defaults.merged(settings.model_sampling.get(model))
 

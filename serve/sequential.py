@@ -65,7 +65,8 @@ def tuning_rho(alpha: float, tuning_n: float) -> float:
     return math.sqrt((la + math.log(la + 1)) / tuning_n)
 
 
-def halfwidth(n: np.ndarray | float, sigma: np.ndarray | float, alpha: float, rho: float) -> np.ndarray:
+def halfwidth(n: np.ndarray | float, sigma: np.ndarray | float, alpha: np.ndarray | float,
+              rho: float) -> np.ndarray:
     """Half-width of the normal-mixture CS of a mean of `n` observations with standard deviation `sigma`
     (NaN where n < 1)."""
     n = np.asarray(n, dtype=float)
@@ -216,7 +217,7 @@ def sample_ratio_mismatch(observed: Mapping[str, float], weights: Mapping[str, f
     return out
 
 
-def fixed_halfwidth(n: np.ndarray, sigma: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+def fixed_halfwidth(n: np.ndarray | float, sigma: np.ndarray | float, alpha: float = 0.05) -> np.ndarray:
     """The fixed-horizon normal interval's half-width (valid at one pre-planned n only), for comparison."""
     z = float(scipy_stats.norm.ppf(1 - alpha / 2))
     return z * np.asarray(sigma) / np.sqrt(np.asarray(n, dtype=float))

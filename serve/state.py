@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from empathy.errors import EmpathyError
+from empathy.settings import Settings
 from serve.catalog import Catalog, load_catalog
 from serve.engine import EngineSupervisor
 from serve.experiments import Experiment, check_arms, load_experiments_file
@@ -29,7 +30,7 @@ class RouterLike(Protocol):
 
 @dataclass
 class Gateway:
-    settings: Any
+    settings: Settings
     catalog: Catalog
     store: Store
     metrics: GatewayMetrics

@@ -212,7 +212,8 @@ def publish(trainer: SFTTrainer, work: Path, out_dir: Path, meta: dict[str, Any]
     staged = work / "adapter"
     if staged.exists():
         shutil.rmtree(staged)
-    trainer.model.save_pretrained(staged)
+    model: Any = trainer.model  # the PEFT model
+    model.save_pretrained(staged)
     check_plain_lora(staged)
     (staged / META_FILE).write_text(json.dumps(meta, indent=2))
     previous = work / "previous"

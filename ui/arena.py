@@ -183,11 +183,9 @@ def build_arena_tab(client: GatewayClient) -> None:
     box = gr.Textbox(placeholder="Write a message to both assistants…", show_label=False,
                      elem_id="arena-input", submit_btn=True)
     with gr.Row():
-        buttons = [gr.Button(label, interactive=False, elem_id=f"vote-{key}", variant=variant)
-                   for key, label, variant in (("left", "👈 A is better", "secondary"),
-                                               ("right", "👉 B is better", "secondary"),
-                                               ("tie", "🤝 Tie", "secondary"),
-                                               ("both_bad", "👎 Both are bad", "secondary"))]
+        buttons = [gr.Button(label, interactive=False, elem_id=f"vote-{key}", variant="secondary")
+                   for key, label in (("left", "👈 A is better"), ("right", "👉 B is better"),
+                                      ("tie", "🤝 Tie"), ("both_bad", "👎 Both are bad"))]
         reset = gr.Button("🔄 New battle", elem_id="arena-reset", variant="primary")
     status = gr.Markdown("", elem_id="arena-status")
     box.submit(handlers["send"], [box, left, right, battle],

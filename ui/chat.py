@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 
@@ -33,13 +33,14 @@ def make_handlers(client: GatewayClient) -> dict[str, Any]:
 
     def retry(history: Messages, session_id: str, ids: CompletionIds,
               data: gr.RetryData) -> Iterator[tuple[Messages, CompletionIds]]:
-        kept = plain(history)[: data.index + 1]  # up to and including the user message being retried
+        # up to and including the user message being retried
+        kept = plain(history)[: cast(int, data.index) + 1]
         yield kept, ids
         for update in stream_reply(client, kept, session_id or new_session_id(), ids):
             yield update, ids
 
     def undo(history: Messages, data: gr.UndoData) -> tuple[Messages, str]:
-        return plain(history)[: data.index], message_text({"content": data.value})
+        return plain(history)[: cast(int, data.index)], message_text({"content": data.value})
 
     def clear() -> tuple[Messages, str, CompletionIds, str]:
         return [], new_session_id(), {}, ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -134,4 +134,4 @@ def _style(ax: plt.Axes, title: str, grid: bool = True) -> None:
         ax.spines[side].set_visible(False)
     if grid:
         ax.grid(axis="x", alpha=0.25)
-    ax.figure.tight_layout()
+    cast(Figure, ax.figure).tight_layout()

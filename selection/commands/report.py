@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selection.commands.common import add_corpus_args
 from selection.commands.split import add_rule_args
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overlap(settings: Any, args: argparse.Namespace, items: Any) -> dict[str, float]:
+def _overlap(settings: Settings, args: argparse.Namespace, items: Any) -> dict[str, float]:
     from selection.commands.common import load_split
     from selection.distill.discard_labels import load_discard_labels
     from selection.report import discard_overlap

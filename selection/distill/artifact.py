@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,11 +62,12 @@ def save_artifact(folder: Path, model: CrossEncoderScorer, tokenizer: Any, meta:
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / META_FILE).unlink(missing_ok=True)
-    model.encoder.save_pretrained(str(folder / "encoder"))
+    encoder: Any = model.encoder  # a transformers model
+    encoder.save_pretrained(str(folder / "encoder"))
     tokenizer.save_pretrained(str(folder / "encoder"))
     head = {k: v.contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, str(folder / "head.safetensors"))
-    np.savez(folder / "heldout.npz", **heldout)
+    np.savez(folder / "heldout.npz", **cast(dict[str, Any], heldout))
     meta.version = f"v{FORMAT_VERSION}-{_weights_hash(folder)}"
     (folder / META_FILE).write_text(json.dumps(meta.__dict__, indent=2), encoding="utf-8")
     return meta

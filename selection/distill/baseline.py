@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,12 @@ def embed_pairs(contexts: Sequence[str], responses: Sequence[str], batch_size: i
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(minilm_path()), device="cpu")
-    kwargs = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
-    c = model.encode(list(contexts), **kwargs)
-    r = model.encode(list(responses), **kwargs)
+    c = model.encode(list(contexts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    r = model.encode(list(responses), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     return np.hstack([c, r, c * r]).astype(np.float32)
 
 
-def fit_ridge(features: np.ndarray, targets: np.ndarray) -> object:
+def fit_ridge(features: np.ndarray, targets: np.ndarray) -> Any:
     """Ridge with its alpha chosen by (efficient leave-one-out) cross-validation on the training part."""
     from sklearn.linear_model import RidgeCV
 

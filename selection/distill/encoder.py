@@ -41,6 +41,8 @@ class EncoderConfig:
 class CrossEncoderScorer(nn.Module):
     """Encoder + mean pooling + a linear head (2 x 11 logits for "dist", 2 values for "mse")."""
 
+    grid: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, encoder: nn.Module, hidden: int, loss: str) -> None:
         super().__init__()
         self.encoder = encoder

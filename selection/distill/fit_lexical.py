@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def _r_shift(model: LexicalModel, x_held: Any, targets: np.ndarray, r_threshold:
     """Shift R so that, among the held-out train samples the head keeps (no S/R labels there, so no
     leakage), the paper's share of rationality among kept valid labels passes the threshold."""
     s, r = targets[:, 0], targets[:, 1]
-    rat, sens = np.sum(r > r_threshold), np.sum((s > 5.0) & (r < r_threshold))
+    rat, sens = int(np.sum(r > r_threshold)), int(np.sum((s > 5.0) & (r < r_threshold)))
     kept = model.discard.predict_proba(x_held)[:, 1] < model.threshold
     r_pred = np.asarray(model.scores.predict(x_held))[kept, 1]
     return rationality_shift(r_pred, float(rat / max(rat + sens, 1)), r_threshold)
@@ -125,7 +125,7 @@ def fit_lexical(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray, 
     meta = ArtifactMeta(
         name=folder.name, version="", config=opts.config(),
         label_source=f"{labels.source}; keep/discard: {discard_source}",
-        label_hash=f"{label_set_hash(pairs)}-{hashlib.sha256(np.packbits(discard)).hexdigest()[:8]}",
+        label_hash=f"{label_set_hash(pairs)}-{hashlib.sha256(np.packbits(discard).tobytes()).hexdigest()[:8]}",
         n_train=len(v_train) + int((~t_held).sum()), n_heldout=len(v_held) + int(t_held.sum()),
         metrics={"distilled": valid_metrics, "train_discard_heldout": train_metrics},
         train_seconds=round(time.monotonic() - start, 1),
@@ -146,7 +146,7 @@ def save_lexical(folder: Path, model: LexicalModel, meta: ArtifactMeta, heldout:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / META_FILE).unlink(missing_ok=True)
     path = model.save(folder)
-    np.savez(folder / "heldout.npz", **heldout)
+    np.savez(folder / "heldout.npz", **cast(dict[str, Any], heldout))
     meta.version = f"v{FORMAT_VERSION}-{KIND}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
     (folder / META_FILE).write_text(json.dumps(meta.__dict__, indent=2), encoding="utf-8")
     return meta

@@ -44,6 +44,10 @@ class LayerGate(nn.Linear):
 
 
 class RoutedLinear(nn.Module):
+    lora_a: torch.Tensor  # buffers (register_buffer)
+    lora_b: torch.Tensor
+    mask: torch.Tensor
+
     def __init__(self, base: nn.Linear, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor,
                  gate: LayerGate) -> None:
         super().__init__()
@@ -80,14 +84,15 @@ class MoeReference(nn.Module):
         for p in model.parameters():
             p.requires_grad_(False)
         self.gates = nn.ModuleDict()
-        hidden, n = model.config.hidden_size, len(experts)
+        lm: Any = model  # a transformers causal LM (config, model.layers)
+        hidden, n = lm.config.hidden_size, len(experts)
         targets = {t for e in experts for t in e.targets}
         specs = [ExpertSpec.of(e) for e in experts]
-        for index, layer in enumerate(model.model.layers):
+        for index, layer in enumerate(lm.model.layers):
             self._merge_averaged(layer, index, experts, targets - set(routed))
             kinds = layer_kinds(specs, routed, index)
-            gates = nn.ModuleDict({kind: LayerGate(hidden, n) for kind in kinds})
-            self.gates[str(index)] = gates
+            gates = {kind: LayerGate(hidden, n) for kind in kinds}
+            self.gates[str(index)] = nn.ModuleDict(gates)
             for kind, gate in gates.items():
                 (layer.mlp if kind == "mlp" else layer.self_attn).register_forward_pre_hook(
                     _hook(gate), with_kwargs=True)
