@@ -245,7 +245,7 @@ def router_action(settings: Settings, profile: Profile, url: str | None) -> Call
         adapters, _ = read_blend_grid(settings.data_dir)
         meta = train_router(settings, adapters, profile.router_split, profile.router_limit,
                             backend=settings.router_nll_backend, url=url)
-        print(format_metrics(meta["metrics"]["heldout"]))
+        print(format_metrics(meta["metrics"]))
 
     return action
 
@@ -299,9 +299,11 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
     steps.append(Step("blends", {"grid": settings.blend_grid},
                       [d / "experts" / "sensibility", d / "experts" / "rationality"],
                       [d / "blends" / "index.json"], blends_action(settings)))
-    steps.append(Step("router", {"split": profile.router_split, "limit": profile.router_limit,
-                                 "t": settings.router_temperature, "l2": settings.router_l2},
-                      [d / "blends" / "index.json"], [d / "router" / "router.json"],
+    router_params = {"split": profile.router_split, "limit": profile.router_limit,
+                     "t": settings.router_temperature, "l2": settings.router_l2,
+                     "features": settings.router_features, "kind_limit": settings.router_kind_limit}
+    steps.append(Step("router", router_params, [d / "blends" / "index.json", d / "subsets" / "full.jsonl"],
+                      [d / "router" / "router.json"],
                       router_action(settings, profile, url)))
     from training.moe.pipeline_step import moe_step
 

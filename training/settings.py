@@ -63,6 +63,18 @@ class TrainingSettings(BaseSettings):
         description="L2 penalty of the router's softmax regression (None: chosen by 3-fold cross-validation "
         "over conversations among 1e-3..1e4; the largest values fall back to the best fixed blend).",
     )
+    router_features: Literal["reply-kind", "context"] = Field(
+        default="reply-kind",
+        description="What the router routes on. reply-kind: the judge's R of the reply the context calls for, "
+        "predicted by a ridge regression fitted on the judge's scores of the train replies, with a line per "
+        "blend from it to the NLL (training/router/kind.py); context: the context features themselves "
+        "(sentence embedding + statistics) in a softmax regression on softmax(-NLL / T).",
+    )
+    router_kind_limit: int | None = Field(
+        default=20000, ge=10,
+        description="Scored samples the reply-kind stage learns from (None: every scored sample outside the "
+        "router's conversations); each costs one encoder pass, cached in <data_dir>/router.",
+    )
     router_holdout: float = Field(
         default=0.2, gt=0, lt=1, description="Fraction of conversations held out to report the router's NLLs."
     )

@@ -27,7 +27,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path) -> 
 @pytest.fixture(scope="module")
 def settings(data_dir: Path, tiny_model_dir: Path, corpus_dir: Path) -> Settings:
     return get_settings(data_dir=data_dir, base_model=str(tiny_model_dir), corpus_path=corpus_dir,
-                        router_holdout=0.3)
+                        router_holdout=0.3, router_features="context", router_l2=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +80,58 @@ def test_router_metrics_recomputed_from_cache_and_artifact(settings: Settings,
     assert report["oracle"] == pytest.approx(float(nll[held].min(axis=1).mean()), abs=1e-9)
     features = featurize(ContextEncoder(), [s.messages() for s in samples])
     targets = soft_targets(nll, settings.router_temperature)
-    held_in = fit_softmax_regression(features[~held], targets[~held], l2=trained["metrics"]["l2"])
+    held_in = fit_softmax_regression(features[~held], targets[~held], l2=settings.router_l2)
     choice = held_in.probs(features[held]).argmax(axis=1)
     assert report["router_argmax"] == pytest.approx(float(nll[held][np.arange(len(choice)), choice].mean()),
                                                     abs=1e-6)
-    everything = fit_softmax_regression(features, targets, l2=trained["metrics"]["l2"])
+    everything = fit_softmax_regression(features, targets, l2=settings.router_l2)
     served = Router.load(router_dir(settings.data_dir)).predict_many([s.messages() for s in samples])
     np.testing.assert_allclose(served, everything.probs(features), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def kind_settings(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path, settings: Settings
+                  ) -> Settings:
+    """A data dir whose selection scored 300 validation replies (R: a made-up function of the reply, enough
+    for the plumbing), for the default `reply-kind` router. Scored samples without an expert of their own
+    count as expert data (`training.router.train.subset_ids`), so the router draws other samples."""
+    from selection.corpus import load_corpus
+    from selection.subsets import Scored, row
+
+    folder = tmp_path_factory.mktemp("router-kind")
+    for name in ("experts", "blends"):
+        (folder / name).symlink_to(tiny_artifacts / name, target_is_directory=True)
+    (folder / "subsets").mkdir()
+    samples = load_corpus(settings, "valid").samples[:300]
+    rows = [row(Scored(s, 7.0, 3.0 + s.response.count(" ") / 5, "sensibility")) for s in samples]
+    (folder / "subsets" / "full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "subsets" / "manifest.json").write_text(json.dumps({"split": "valid"}))
+    return get_settings(data_dir=folder, base_model=settings.base_model, corpus_path=settings.corpus_path,
+                        router_holdout=0.3)
+
+
+@pytest.mark.slow
+def test_reply_kind_router_end_to_end(kind_settings: Settings, vllm_server: str) -> None:
+    """The default router: the ridge context -> R on the scored replies outside the router's conversations,
+    a line per blend, collapsed into the one softmax regression the gateway serves."""
+    from selection.corpus import load_corpus
+    from serve.router import Router
+    from training.router.grid import read_blend_grid
+    from training.router.train import router_dir, router_samples, train_router
+
+    assert kind_settings.router_features == "reply-kind"
+    adapters, _ = read_blend_grid(kind_settings.data_dir)
+    meta = train_router(kind_settings, adapters, "valid", limit=LIMIT, url=vllm_server)
+    convs = {s.conv_id for s in router_samples(kind_settings, "valid", LIMIT)}
+    scored = load_corpus(kind_settings, "valid").samples[:300]
+    kind = meta["reply_kind"]
+    # It learns from every scored reply outside the router's conversations.
+    assert kind["split"] == "valid" and kind["n"] == sum(s.conv_id not in convs for s in scored) > 250
+    assert "router_samples_spearman" not in kind and kind["tau"] > 1  # the router's samples are unscored
+    assert meta["metrics"]["crossfit"]["n"] == LIMIT
+    router = Router.load(router_dir(kind_settings.data_dir))
+    probs = router.predict_many([[{"role": "user", "content": "My dog died."}]])
+    assert probs.shape == (1, 5) and probs.sum() == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from training.router.fit import (
     holdout_mask,
     routing_metrics,
     soft_targets,
+    softmax_head,
 )
 from training.router.train import fit_router, save_artifact
 
@@ -64,7 +65,7 @@ def test_fit_recovers_mapping_and_beats_fixed_blends() -> None:
 def test_fit_router_reports_heldout_metrics() -> None:
     x, nll = synthetic(200, seed=2)
     convs = [f"c{i // 2}" for i in range(200)]
-    _, metrics = fit_router(x, nll, convs, GRID, temperature=0.1, holdout=0.25, l2=1e-2)
+    _, metrics = fit_router(x, nll, convs, GRID, softmax_head(temperature=0.1, l2=1e-2), holdout=0.25)
     held, mask = metrics["heldout"], holdout_mask(convs, 0.25)
     # The held-out numbers are those of the held-out rows (recomputed here from the NLL table)...
     assert held["n"] == int(mask.sum()) > 0
@@ -73,6 +74,12 @@ def test_fit_router_reports_heldout_metrics() -> None:
     # ...and the router learned the signal: far better than any fixed blend, near the oracle.
     assert held["router_argmax"] < min(held["fixed"].values()) - 0.2
     assert held["router_argmax"] - held["oracle"] < 0.3
+    # Cross-fitted: every sample routed by a fit without its conversation, against the other folds' best
+    # fixed blend (recomputed here).
+    cross = metrics["crossfit"]
+    assert cross["n"] == 200 and sum(cross["choice_counts"].values()) == 200
+    assert cross["router_minus_fixed"]["high"] < -0.2
+    assert cross["router"] - cross["fixed_out_of_fold"] == pytest.approx(cross["router_minus_fixed"]["mean"])
 
 
 def test_cross_validated_l2_routes_on_signal() -> None:
@@ -89,9 +96,9 @@ def test_cross_validated_l2_falls_back_to_best_fixed_blend_on_noise() -> None:
     x = rng.normal(size=(300, 20))
     nll = 3.0 + np.array([0.04, 0.02, 0.0])[None, :] + 0.05 * rng.normal(size=(300, 3))
     convs = [f"c{i}" for i in range(300)]
-    _, metrics = fit_router(x, nll, convs, GRID, temperature=1.0, holdout=0.3, l2=None)
-    assert metrics["l2"] >= 100
+    _, metrics = fit_router(x, nll, convs, GRID, softmax_head(temperature=1.0, l2=None), holdout=0.3)
     held = metrics["heldout"]
+    assert metrics["crossfit"]["choice_counts"]["1"] >= 0.95 * 300
     assert held["choice_counts"]["1"] == held["n"]
     assert held["router_argmax"] == pytest.approx(held["fixed"]["1"])
 

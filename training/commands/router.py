@@ -1,14 +1,18 @@
 """`empathy train router`: learn which blend of the grid explains a conversation's gold reply best.
 
-Targets: softmax over the grid of minus the gold reply's mean token NLL under each blend (scored through
-vLLM's prompt_logprobs, or transformers+PEFT). Features: the context's all-MiniLM-L6-v2 embedding plus cheap
-statistics. Writes `<data_dir>/router/` (router.json with held-out metrics, router.npz).
+Targets: the gold reply's mean token NLL under each blend (scored through vLLM's prompt_logprobs, or
+transformers+PEFT). Inputs (EMPATHY_ROUTER_FEATURES): `reply-kind` (default), the judge's R that the context
+calls for, predicted from the context by a ridge regression fitted on every scored train reply, with a line
+per blend from it to the NLL (`training/router/kind.py`); or `context`, the context's all-MiniLM-L6-v2
+embedding plus cheap statistics with a softmax regression on softmax(-NLL / T). Writes `<data_dir>/router/`
+(router.json with held-out and cross-fitted metrics, router.npz).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,24 +45,33 @@ def main(argv: list[str] | None = None) -> int:
     adapters = expert_grid(settings.data_dir) if args.experts_only else read_blend_grid(settings.data_dir)[0]
     meta = train_router(settings, adapters, args.split, args.limit or settings.router_limit,
                         backend=settings.router_nll_backend, url=args.url)
-    print(format_metrics(meta["metrics"]["heldout"]))
+    print(format_metrics(meta["metrics"]))
     print(f"router saved in {router_dir(settings.data_dir)}")
     return 0
 
 
-def format_metrics(metrics: dict[str, object]) -> str:
-    """Held-out mean NLL per reply token: each fixed blend, the router and the oracle, as a markdown table."""
-    fixed = metrics["fixed"]
-    assert isinstance(fixed, dict)
-    rows = [f"| blend {w} | {v:.4f} |" for w, v in fixed.items()]
+def format_metrics(report: dict[str, Any]) -> str:
+    """Held-out mean NLL per reply token (each fixed blend, the router, the oracle) as a markdown table, and
+    the cross-fitted comparison over all samples."""
+    metrics = report["heldout"]
+    rows = [f"| blend {w} | {v:.4f} |" for w, v in metrics["fixed"].items()]
     rows += [f"| router (argmax) | {metrics['router_argmax']:.4f} |",
              f"| router (expected weight) | {metrics['router_expected']:.4f} |",
              f"| oracle per sample | {metrics['oracle']:.4f} |"]
     head = [f"held-out samples: {metrics['n']}", "", "| choice | mean NLL |", "|---|---|"]
     diff = metrics.get("router_minus_best_fixed")
     if isinstance(diff, dict) and diff.get("low") is not None:
-        rows.append(f"| router - best fixed (paired, 95% CI) | {diff['mean']:+.4f} "
-                    f"[{diff['low']:+.4f}, {diff['high']:+.4f}] |")
+        rows.append(f"| router - best fixed (paired, 95% CI) | {_ci(diff)} |")
     tail = ["", f"router choices: {json.dumps(metrics['choice_counts'])}",
             f"oracle choices: {json.dumps(metrics['oracle_counts'])}"]
+    cross = report.get("crossfit")
+    if cross:
+        tail += ["", f"cross-fitted over all {cross['n']} samples ({cross['folds']} folds by conversation, "
+                 f"each routed by a router that never saw it): router {cross['router']:.4f}, best fixed "
+                 f"blend of the other folds {cross['fixed_out_of_fold']:.4f}, router - fixed "
+                 f"{_ci(cross['router_minus_fixed'])}"]
     return "\n".join(head + rows + tail)
+
+
+def _ci(stat: dict[str, Any]) -> str:
+    return f"{stat['mean']:+.4f} [{stat['low']:+.4f}, {stat['high']:+.4f}]"

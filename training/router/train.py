@@ -22,19 +22,19 @@ from serve.router import (
     ENCODER_NAME,
     EXTRA_FEATURES,
     FORMAT_VERSION,
-    ContextEncoder,
     RouterWeights,
-    featurize,
 )
 from training.router.cache import load_cache, save_cache
 from training.router.fit import (
-    choose_l2,
-    fit_softmax_regression,
+    Head,
+    crossfit_metrics,
     holdout_mask,
     routing_metrics,
-    soft_targets,
+    softmax_head,
 )
 from training.router.grid import GridAdapter
+from training.router.kind import collapse, fit_nll_head
+from training.router.kind_data import context_features, fit_reply_kind, mean_reply_tokens
 
 log = logging.getLogger("empathy.router")
 CHUNK = 64  # samples scored between two saves of the NLL cache
@@ -150,29 +150,21 @@ def _max_rank(adapters: Sequence[GridAdapter]) -> int:
 
 
 def fit_router(features: np.ndarray, nll: np.ndarray, conv_ids: Sequence[str], grid: Sequence[float],
-               temperature: float, holdout: float, l2: float | None) -> tuple[RouterWeights, dict[str, Any]]:
-    """Fit on the held-in conversations, report held-out metrics, then refit on everything for serving.
-
-    With `l2=None` the penalty is chosen by cross-validation on the held-in part only, so the held-out
-    numbers stay honest.
-    """
-    targets = soft_targets(nll, temperature)
+               head: Head, holdout: float) -> tuple[RouterWeights, dict[str, Any]]:
+    """Fit on the held-in conversations and report held-out metrics; cross-fit over all samples (each
+    routed by a fit without its conversation); then refit on everything for serving."""
     held = holdout_mask(conv_ids, holdout)
     if held.all() or not held.any():
         raise DataError(f"the hold-out split of {len(conv_ids)} samples is one-sided; use more samples "
                         "(--limit) so both parts are non-empty.")
-    cv: dict[str, float] = {}
-    if l2 is None:
-        held_in = [c for c, h in zip(conv_ids, held, strict=True) if not h]
-        l2, cv = choose_l2(features[~held], nll[~held], targets[~held], held_in)
-    weights = fit_softmax_regression(features[~held], targets[~held], l2=l2)
+    held_in = [c for c, h in zip(conv_ids, held, strict=True) if not h]
+    weights = head(features[~held], nll[~held], held_in)
     metrics = {
         "heldout": routing_metrics(weights.probs(features[held]), nll[held], grid),
+        "crossfit": crossfit_metrics(features, nll, conv_ids, grid, head),
         "train": routing_metrics(weights.probs(features[~held]), nll[~held], grid),
-        "l2": l2,
-        "cv_choice_nll": cv,
     }
-    return fit_softmax_regression(features, targets, l2=l2), metrics
+    return head(features, nll, conv_ids), metrics
 
 
 def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any]) -> Path:
@@ -205,14 +197,26 @@ def train_router(settings: Settings, adapters: Sequence[GridAdapter], split: str
     log.info("router: %d %s samples x %d blends (%s)", len(samples), split, len(adapters), backend)
     nll = score_nll(settings, samples, adapters, backend, url, batch_size=settings.router_nll_batch_size)
     scored = time.monotonic()
-    features = featurize(ContextEncoder(), [s.messages() for s in samples])
-    grid = [a.weight for a in adapters]
-    weights, metrics = fit_router(features, nll, [s.conv_id for s in samples], grid,
-                                  settings.router_temperature, settings.router_holdout, settings.router_l2)
+    folder = router_dir(settings.data_dir)
+    features = context_features(folder, samples)
+    conv_ids, grid = [s.conv_id for s in samples], [a.weight for a in adapters]
+    if settings.router_features == "reply-kind":
+        kind, kind_meta = fit_reply_kind(settings, samples, features, folder)
+        tau = mean_reply_tokens(settings, samples)
+        weights, metrics = fit_router(kind.predict(features), nll, conv_ids, grid,
+                                      lambda x, y, _: fit_nll_head(x, y, tau), settings.router_holdout)
+        weights = collapse(kind, weights)  # one softmax regression over the context features
+        kind_meta["tau"] = round(tau, 3)
+    else:
+        kind_meta = None
+        weights, metrics = fit_router(features, nll, conv_ids, grid,
+                                      softmax_head(settings.router_temperature, settings.router_l2),
+                                      settings.router_holdout)
     meta = {"adapters": [a.name for a in adapters], "split": split, "n_samples": len(samples),
-            "backend": backend, "temperature": settings.router_temperature, "l2": metrics["l2"],
+            "backend": backend, "features": settings.router_features, "reply_kind": kind_meta,
+            "temperature": settings.router_temperature, "l2": settings.router_l2,
             "holdout": settings.router_holdout, "metrics": metrics,
             "seconds": {"nll": round(scored - started, 1), "total": round(time.monotonic() - started, 1)},
             **(extra_meta or {})}
-    save_artifact(router_dir(settings.data_dir), grid, weights, meta)
+    save_artifact(folder, grid, weights, meta)
     return meta
