@@ -91,9 +91,11 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             await gw.pool.check_all()
             gw.pool.start()
             await _load(gw)
+            refresher = asyncio.create_task(_keep_experiments_fresh(gw))
             try:
                 yield
             finally:
+                refresher.cancel()
                 await gw.pool.stop()
                 if owns_supervisor and gw.supervisor is not None:
                     await asyncio.to_thread(gw.supervisor.stop)
@@ -111,3 +113,15 @@ async def _load(gw: Gateway) -> None:
         await gw.load_experiments_file(Path(gw.settings.experiments_file))
     log.info("gateway ready: models %s, grid %s, router %s", gw.models(), gw.catalog.grid,
              "loaded" if gw.router else "none (default blend)")
+
+
+async def _keep_experiments_fresh(gw: Gateway) -> None:
+    """Reload the experiments from the store every EMPATHY_EXPERIMENTS_REFRESH seconds, so gateways that
+    share a database agree on them (one created through another gateway is served here soon after)."""
+    while True:
+        await asyncio.sleep(gw.settings.experiments_refresh)
+        try:
+            await gw.refresh_experiments()
+        except Exception as exc:  # the store is unreachable for a moment: keep the experiments known
+            log.warning("experiments not reloaded from the store (%s); keeping the %d known", exc,
+                        len(gw.experiments))

@@ -156,13 +156,13 @@ class _Failed(Exception):
         self.up, self.exc = up, exc
 
 
-async def _attempt(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, httpx.Response,
-                                                                   contextlib.AsyncExitStack]:
-    """One try: an upstream slot and its response (read whole unless a successful stream); the returned
-    stack releases both."""
+async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] = frozenset()
+                   ) -> tuple[Upstream, httpx.Response, contextlib.AsyncExitStack]:
+    """One try: an upstream slot (another engine than those in `avoid`, if one is healthy) and its response
+    (read whole unless a successful stream); the returned stack releases both."""
     assert gw.pool is not None
     slot = contextlib.AsyncExitStack()
-    up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter))
+    up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter, avoid))
     try:
         request = gw.pool.client.build_request("POST", f"{up.url}{call.path}", json=call.body,
                                                timeout=_timeout(gw))
@@ -186,12 +186,13 @@ def _retryable(exc: httpx.HTTPError) -> bool:
 async def _send(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, httpx.Response,
                                                                 contextlib.AsyncExitStack]:
     """`_attempt`, again after a broken or refused connection (nothing reached the client yet), up to
-    EMPATHY_UPSTREAM_RETRIES times; then that request alone fails."""
-    retries = gw.settings.upstream_retries
+    EMPATHY_UPSTREAM_RETRIES times, on another engine when there is one; then that request alone fails."""
+    retries, failed_on = gw.settings.upstream_retries, frozenset[str]()
     for attempt in range(retries + 1):
         try:
-            return await _attempt(gw, call, stream)
+            return await _attempt(gw, call, stream, failed_on)
         except _Failed as failed:
+            failed_on |= {failed.up.url}  # the next try goes to another engine, if one is healthy
             err = _transport_error(gw, failed.up, failed.exc)
             if attempt == retries or not _retryable(failed.exc):
                 raise err from None

@@ -44,9 +44,12 @@ async def routed(gw: Gateway, body: Mapping[str, Any], key: str) -> Route:
         probs = await asyncio.to_thread(gw.router.predict, _text_messages(body))
         weight = gw.router.grid[max(range(len(probs)), key=probs.__getitem__)]
         route = blend_route(nearest_on_grid(weight, catalog.grid), catalog, "router", probs)
+    adapter, blend, kept = await asyncio.to_thread(gw.store.put_route, key, route.adapter, route.blend,
+                                                   list(route.probs) if route.probs is not None else None)
+    if (adapter, blend) != (route.adapter, route.blend):  # a concurrent request decided first: use its route
+        route = Route(adapter=adapter, blend=blend, source="sticky",
+                      probs=tuple(kept) if kept is not None else None)
     gw.sticky.put(key, route)
-    await asyncio.to_thread(gw.store.put_route, key, route.adapter, route.blend,
-                            list(route.probs) if route.probs is not None else None)
     gw.metrics.router_weight.labels(route.source).observe(route.blend if route.blend is not None else 0.0)
     return route
 

@@ -76,6 +76,11 @@ class ServeSettings(BaseSettings):
     health_interval: float = Field(
         default=2.0, gt=0, description="Seconds between health checks of each vLLM engine."
     )
+    experiments_refresh: float = Field(
+        default=5.0, gt=0,
+        description="Seconds between reloads of the experiments from the store: an experiment created, "
+        "changed or deleted through another gateway on the same database reaches this one within it.",
+    )
     upstream_timeout: float = Field(
         default=600.0, gt=0,
         description="Seconds a request to vLLM may take before it fails with 504 (a request whose client "

@@ -40,9 +40,12 @@ def serving(upstreams: list[Upstream], model: str | None) -> list[Upstream]:
     return claimed or [u for u in upstreams if u.models is None]
 
 
-def pick(upstreams: list[Upstream], model: str | None = None) -> Upstream | None:
-    """The healthy upstream for `model` with the fewest requests in flight (first one on ties)."""
+def pick(upstreams: list[Upstream], model: str | None = None,
+         avoid: frozenset[str] = frozenset()) -> Upstream | None:
+    """The healthy upstream for `model` with the fewest requests in flight (first one on ties); one whose URL
+    is in `avoid` (it just failed this request) only when no other is healthy."""
     live = [u for u in serving(upstreams, model) if u.healthy]
+    live = [u for u in live if u.url not in avoid] or live
     return min(live, key=lambda u: u.outstanding) if live else None
 
 
@@ -54,10 +57,11 @@ class UpstreamPool:
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def acquire(self, model: str | None = None) -> AsyncIterator[Upstream]:
+    async def acquire(self, model: str | None = None,
+                      avoid: frozenset[str] = frozenset()) -> AsyncIterator[Upstream]:
         for probed in (u for u in self.upstreams if u.probe is not None):
             probed.healthy, probed.state = probed.probe()  # type: ignore[misc]  # cheap: a flag read
-        upstream = pick(self.upstreams, model)
+        upstream = pick(self.upstreams, model, avoid)
         if upstream is None:
             states = ", ".join(f"{u.url} ({u.state})" for u in serving(self.upstreams, model))
             raise unavailable(f"no vLLM engine is ready: {states}; retry in a few seconds.")
