@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +40,10 @@ class Running:
 def serve_app(app: FastAPI) -> Iterator[str]:
     """Run `app` with uvicorn in a thread (lifespan included) until the block ends."""
     port = free_port()
+    # Keep-alive longer than the clients' (httpx: 5 s), so a client never sends on a connection the server
+    # is closing at that moment (a ReadError no gateway could prevent).
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", timeout_keep_alive=30))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -130,3 +132,24 @@ def store(store_url: str) -> Iterator[Any]:
         yield Store(engine)
     finally:
         engine.dispose()
+
+
+def run_together(work: Callable[[int], None], workers: int = 8) -> None:
+    """`work(0)` ... `work(workers - 1)` in threads released at once; re-raises the first error."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

@@ -3,11 +3,11 @@ round-trips, experiment data counts only the experiment's own traffic, concurren
 
 from __future__ import annotations
 
-import threading
 import time
 
 from serve.experiments import Arm, Experiment
 from serve.store import Completion, Store
+from tests.serve.conftest import run_together
 
 
 def _completion(cid: str, experiment: str | None = None, arm: str | None = None,
@@ -60,25 +60,13 @@ def test_experiment_data_counts_only_its_own_traffic(store: Store) -> None:
 
 
 def test_concurrent_writers_lose_nothing(store: Store) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
-
     def write(worker: int) -> None:
-        try:
-            barrier.wait()
-            for j in range(15):
-                cid = f"w{worker}-{j}"
-                store.add_completion(_completion(cid, "exp", "a", f"u{worker}"))
-                store.add_assignment("exp", f"u{worker}", "a")
-                store.add_rating(cid, j % 2, "thumbs")
-        except BaseException as exc:
-            errors.append(exc)
+        for j in range(15):
+            cid = f"w{worker}-{j}"
+            store.add_completion(_completion(cid, "exp", "a", f"u{worker}"))
+            store.add_assignment("exp", f"u{worker}", "a")
+            store.add_rating(cid, j % 2, "thumbs")
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_together(write)
     assert store.counts() == {"serve_completions": 120, "serve_assignments": 120, "serve_ratings": 120,
                               "serve_pairwise": 0}
