@@ -16,7 +16,7 @@ COPY serve ./serve
 COPY ui ./ui
 # The project itself (a local path): its pins live in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[gpu]"
+RUN pip install --no-cache-dir ".[gpu,postgres]"
 
 VOLUME ["/data"]
 EXPOSE 8080

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,18 +24,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ui", dest="ui_enabled", action="store_const", const=False,
                    help="do not mount the Gradio UI at /")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--engine-only", action="store_true",
+                   help="run only the vLLM server this gateway would start (the base model, the experts "
+                   "and blends of --data-dir), in the foreground on --host and --vllm-port: an engine for "
+                   "gateways on other machines that list it with --upstream")
     return p
 
 
+def engine_command(settings: Any) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment of the vLLM server `empathy serve` would start as its child, listening
+    on `settings.host` (a replica's engine must be reachable from the gateways)."""
+    from dataclasses import replace
+
+    from serve.catalog import load_catalog
+    from serve.lifecycle import engine_spec
+
+    spec = replace(engine_spec(settings, load_catalog(Path(settings.data_dir))), host=settings.host)
+    spec.validate()
+    return spec.command(), spec.env()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = vars(build_parser().parse_args(argv))
+    engine_only = args.pop("engine_only")
     import uvicorn
 
     from empathy.settings import get_settings
     from serve.app import create_app
     from serve.jsonlog import setup_json_logging
 
-    settings = get_settings(**vars(args))
+    settings = get_settings(**args)
+    if engine_only:
+        command, env = engine_command(settings)
+        os.execvpe(command[0], command, env)  # vLLM replaces this process (signals go straight to it)
     setup_json_logging(settings.log_level)
     app = create_app(settings)
     # uvicorn turns SIGINT/SIGTERM into the app's shutdown, which stops the vLLM child (no orphans).
