@@ -80,20 +80,30 @@ def moe_difference(result: dict[str, Any], other: dict[str, Any]) -> dict[str, A
 
 def _router_heldout(settings: Settings, meta: dict[str, Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """The router's samples, its held-out mask and, for the held-out ones, the probabilities of the router
-    fit on the held-in part (with the artifact's L2 and temperature)."""
-    from serve.router import ContextEncoder, featurize
+    refit on the held-in part as `fit_router` does for its held-out metrics (either router kind: a
+    softmax regression on the context features, or the reply-kind model with its NLL head)."""
     from training.router.cache import load_cache
-    from training.router.fit import fit_softmax_regression, holdout_mask, soft_targets
+    from training.router.fit import holdout_mask, softmax_head
+    from training.router.kind import fit_nll_head
+    from training.router.kind_data import context_features, fit_reply_kind, mean_reply_tokens
     from training.router.train import router_dir, router_samples
 
+    folder = router_dir(settings.data_dir)
     samples = router_samples(settings, meta["split"], meta["n_samples"])
-    held = holdout_mask([s.conv_id for s in samples], meta["holdout"])
-    rows = load_cache(router_dir(settings.data_dir), meta["adapters"])
+    conv_ids = [s.conv_id for s in samples]
+    held = holdout_mask(conv_ids, meta["holdout"])
+    rows = load_cache(folder, meta["adapters"])
     nll = np.array([rows[s.id] for s in samples])
-    features = featurize(ContextEncoder(), [s.messages() for s in samples])
-    weights = fit_softmax_regression(features[~held], soft_targets(nll[~held], meta["temperature"]),
-                                     l2=meta["l2"])
-    return samples, held, weights.probs(features[held])
+    features = context_features(folder, samples)
+    held_in = [c for c, h in zip(conv_ids, held, strict=True) if not h]
+    if meta.get("features") == "reply-kind":
+        kind, _ = fit_reply_kind(settings, samples, features, folder)
+        inputs = kind.predict(features)
+        weights = fit_nll_head(inputs[~held], nll[~held], mean_reply_tokens(settings, samples))
+    else:
+        inputs = features
+        weights = softmax_head(meta["temperature"], meta["l2"])(features[~held], nll[~held], held_in)
+    return samples, held, weights.probs(inputs[held])
 
 
 def moe_nll(settings: Settings, moe_dir: Path, conversations: Sequence[Sequence[dict[str, str]]],
@@ -150,9 +160,12 @@ def gate_probe(moe_dir: Path, probes_file: Path | None = None) -> dict[str, Any]
     kinds = np.array([p.kind for p in probes])
     feeling, practical = gates[kinds == "feeling"], gates[kinds == "practical"]
     diffs = [difference_interval(feeling[:, i], practical[:, i]) for i in range(gates.shape[1])]
+    overall = difference_interval(feeling.mean(1), practical.mean(1))  # each probe's mean over the layers
     return {"n": {"feeling": len(feeling), "practical": len(practical)}, "layers": layers,
             "feeling": feeling.mean(0).tolist(), "practical": practical.mean(0).tolist(),
-            "difference": [d[0] for d in diffs], "ci95": [[d[1], d[2]] for d in diffs]}
+            "difference": [d[0] for d in diffs], "ci95": [[d[1], d[2]] for d in diffs],
+            "overall": {"feeling": float(feeling.mean()), "practical": float(practical.mean()),
+                        "difference": overall[0], "ci95": [overall[1], overall[2]]}}
 
 
 def gate_table(probe: dict[str, Any]) -> str:
@@ -161,6 +174,11 @@ def gate_table(probe: dict[str, Any]) -> str:
     for i, (f, p) in enumerate(zip(probe["feeling"], probe["practical"], strict=True)):
         lo, hi = probe["ci95"][i]
         lines.append(f"| {probe['layers'][i]} | {f:.4f} | {p:.4f} | {f - p:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+    if "overall" in probe:
+        o = probe["overall"]
+        lo, hi = o["ci95"]
+        lines.append(f"| all layers | {o['feeling']:.4f} | {o['practical']:.4f} | {o['difference']:+.4f} "
+                     f"[{lo:+.4f}, {hi:+.4f}] |")
     return "\n".join(lines)
 
 
