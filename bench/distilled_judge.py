@@ -1,11 +1,12 @@
 """Throughput of the distilled judge on the default artifact: items/s through the real scoring runner and a
 throw-away SQLite store, and the projected time for the whole train split.
 
-    .venv/bin/python bench/distilled_judge.py [--n 3000 | --n 0 (all)] [--threads 2] [--name paper-lexical]
+    .venv/bin/python bench/distilled_judge.py [--n 3000 | --n 0 (all)] [--threads 2] [--name paper-stacked]
 
 Fits the default artifact first if it is missing (`ensure_default_judge`), which takes a while. The default
-judge is the lexical one (TF-IDF S/R + discard head); `--name paper-minilm` with EMPATHY_DISTILL_KIND=
-cross-encoder measures the cross-encoder.
+judge is the stacked one (a second stage over the lexical judge's TF-IDF S/R and discard head);
+`--name paper-lexical` with EMPATHY_DISTILL_KIND=lexical measures the lexical judge, `--name paper-minilm`
+with EMPATHY_DISTILL_KIND=cross-encoder the cross-encoder.
 """
 
 from __future__ import annotations

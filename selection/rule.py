@@ -28,8 +28,13 @@ class Thresholds:
 
 
 def decision_raw(p_discard: float, threshold: float) -> str:
-    """The raw text of a score that carries a keep/discard decision."""
-    return json.dumps({"p_discard": round(float(p_discard), 4), "discard": bool(p_discard >= threshold)})
+    """The raw text of a score that carries a keep/discard decision (discard when p_discard >= threshold)."""
+    return decision_json(p_discard, bool(p_discard >= threshold))
+
+
+def decision_json(p_discard: float, discard: bool) -> str:
+    """The raw text of a score with the judge's own keep/discard decision."""
+    return json.dumps({"p_discard": round(float(p_discard), 4), "discard": bool(discard)})
 
 
 def discard_decision(raw: str) -> bool | None:

@@ -54,16 +54,24 @@ class SelectionSettings(BaseSettings):
         default="valid", description="Corpus split the labels of `distill_labels_path` were made on."
     )
     distill_name: str = Field(
-        default="paper-lexical",
+        default="paper-stacked",
         description="Name of the default distilled judge (`distilled:NAME`, folder "
-        "`<data_dir>/judges/distilled/NAME`). The earlier default, the cross-encoder `paper-minilm`, is "
-        "fitted with EMPATHY_DISTILL_KIND=cross-encoder EMPATHY_DISTILL_NAME=paper-minilm.",
+        "`<data_dir>/judges/distilled/NAME`). Earlier defaults stay selectable by name: `paper-lexical` "
+        "(EMPATHY_DISTILL_KIND=lexical EMPATHY_DISTILL_NAME=paper-lexical) and the cross-encoder "
+        "`paper-minilm` (EMPATHY_DISTILL_KIND=cross-encoder EMPATHY_DISTILL_NAME=paper-minilm).",
     )
-    distill_kind: Literal["lexical", "cross-encoder"] = Field(
-        default="lexical",
-        description="lexical: TF-IDF ridge for S/R (valid scores) + a discard head learned from the paper's "
-        "train keep/discard labels (`distill_discard_path`) with a calibrated threshold; it selects like "
-        "the paper (issue 18). cross-encoder: fine-tuned MiniLM predicting S/R only.",
+    distill_kind: Literal["stacked", "lexical", "cross-encoder"] = Field(
+        default="stacked",
+        description="stacked: a second stage over the lexical judge `distill_base_name` (ridge from its S/R, "
+        "discard logit and lengths to S and R; the bucket rule's thresholds calibrated for macro-F1 on "
+        "out-of-fold valid predictions, keeping the train discard goal; issue 18). lexical: TF-IDF ridge for "
+        "S/R (valid scores) + a discard head learned from the paper's train keep/discard labels "
+        "(`distill_discard_path`) with a calibrated threshold. cross-encoder: fine-tuned MiniLM, S/R only.",
+    )
+    distill_base_name: str = Field(
+        default="paper-lexical",
+        description="The lexical judge the stacked judge builds on (fitted first if missing; reused as it "
+        "is when present).",
     )
     distill_discard_path: Path = Field(
         default=Path("../shared/data/efficient-empathy/train_discard.json"),

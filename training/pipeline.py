@@ -196,9 +196,10 @@ def judge_step(settings: Settings, judge: str | None, scores: Path | None) -> li
 
     params = {k: getattr(settings, k) for k in ("distill_name", "distill_kind", "distill_epochs",
                                                 "distill_max_len", "distill_loss", "distill_seed",
-                                                "distill_holdout", "distill_discard_calibration")}
+                                                "distill_holdout", "distill_discard_calibration",
+                                                "distill_base_name")}
     inputs = [Path(settings.distill_labels_path)]
-    if settings.distill_kind == "lexical":
+    if settings.distill_kind in ("lexical", "stacked"):
         inputs.append(Path(settings.distill_discard_path))
     output = artifact_dir(settings.data_dir, settings.distill_name) / META_FILE
     return [Step("judge", params, inputs, [output], lambda: default_judge(settings, None))]

@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of split and training")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N labelled samples")
-    parser.add_argument("--kind", choices=["lexical", "cross-encoder"], default=None,
-                        help="EMPATHY_DISTILL_KIND: lexical (S/R + calibrated discard head) or cross-encoder")
+    parser.add_argument("--kind", choices=["stacked", "lexical", "cross-encoder"], default=None,
+                        help="EMPATHY_DISTILL_KIND: stacked (second stage over the lexical judge --base, "
+                        "bucket rule calibrated for macro-F1), lexical (S/R + calibrated discard head) or "
+                        "cross-encoder")
+    parser.add_argument("--base", default=None,
+                        help="the stacked judge's lexical base (EMPATHY_DISTILL_BASE_NAME; reused if fitted)")
     parser.add_argument("--discard", type=Path, default=None,
                         help="the paper's train discard list, for the lexical kind "
                         "(EMPATHY_DISTILL_DISCARD_PATH)")
@@ -61,8 +65,9 @@ def format_selection(extra: dict[str, Any]) -> str:
     if "confusion" not in extra:
         return ""
     names = ("sensibility", "rationality", "discard")
+    rule = f"; rule {extra['rule']}" if "rule" in extra else ""
     lines = [f"held-out valid: paper bucket (rows) x judge bucket (columns); discard threshold "
-             f"P >= {extra['threshold']:.3f}", f"{'':<14}" + "".join(f"{n:>13}" for n in names)]
+             f"P >= {extra['threshold']:.3f}{rule}", f"{'':<14}" + "".join(f"{n:>13}" for n in names)]
     lines += [f"{name:<14}" + "".join(f"{v:>13}" for v in row)
               for name, row in zip(names, extra["confusion"], strict=True)]
     lines.append(f"{'fractions':<14}" + "".join(f"{extra['fractions'][n]:>13.1%}" for n in names))
@@ -81,17 +86,20 @@ def _print(meta: Any, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     from empathy.logs import setup_logging
     from selection.distill.artifact import artifact_dir
-    from selection.distill.service import fit_lexical_named, fit_named, load_labels
+    from selection.distill.service import fit_lexical_named, fit_named, fit_stacked_named, load_labels
 
     args = build_parser().parse_args(argv)
     settings = settings_from(args, distill_name=args.name, distill_epochs=args.epochs,
                              distill_max_len=args.max_len, distill_loss=args.loss,
                              distill_holdout=args.holdout, distill_seed=args.seed,
                              distill_threads=args.threads, distill_kind=args.kind,
-                             distill_discard_path=args.discard)
+                             distill_discard_path=args.discard,
+                             distill_base_name=args.base)
     setup_logging(settings.log_level)
     labels = load_labels(settings, args.split, args.labels, args.format, args.judge)
-    if settings.distill_kind == "lexical":
+    if settings.distill_kind == "stacked":
+        meta = fit_stacked_named(settings, labels, settings.distill_name)
+    elif settings.distill_kind == "lexical":
         meta = fit_lexical_named(settings, labels, settings.distill_name)
     else:
         meta = fit_named(settings, labels, settings.distill_name, baseline=not args.no_baseline,

@@ -135,18 +135,19 @@ def fit_lexical(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray, 
     )
     heldout = {"true": targets[v_held], "pred": out[:, :2], "p_discard": out[:, 2],
                "ids": np.array([pairs[i].sample_id for i in v_held])}
-    return save_lexical(folder, model, meta, heldout)
+    return save_model_artifact(folder, model, meta, heldout, KIND)
 
 
-def save_lexical(folder: Path, model: LexicalModel, meta: ArtifactMeta, heldout: dict[str, np.ndarray]
-                 ) -> ArtifactMeta:
-    """Write the model, then the metadata last (a folder without `distilled.json` is not an artifact)."""
+def save_model_artifact(folder: Path, model: Any, meta: ArtifactMeta, heldout: dict[str, np.ndarray],
+                        kind: str) -> ArtifactMeta:
+    """Write the model (its `save(folder)` returns the file), then the metadata last (a folder without
+    `distilled.json` is not an artifact); the version hashes the model file."""
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / META_FILE).unlink(missing_ok=True)
     path = model.save(folder)
     np.savez(folder / "heldout.npz", **cast(dict[str, Any], heldout))
-    meta.version = f"v{FORMAT_VERSION}-{KIND}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    meta.version = f"v{FORMAT_VERSION}-{kind}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
     (folder / META_FILE).write_text(json.dumps(meta.__dict__, indent=2), encoding="utf-8")
     return meta

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selection.distill.artifact import artifact_dir
-from selection.distill.scorer import DistilledScorer, LexicalScorer, load_scorer
+from selection.distill.scorer import LexicalScorer, Scorer, load_scorer
 from selection.judges.base import Judge, Score
-from selection.rule import decision_raw
+from selection.rule import decision_json, decision_raw
 from selection.sample import Sample
 
 if TYPE_CHECKING:
@@ -20,8 +20,11 @@ if TYPE_CHECKING:
 
 def _to_scores(samples: Sequence[Sample], values: Sequence[Sequence[float]],
                threshold: float | None = None) -> list[Score]:
-    """Scores; with a third column (P(discard)) and a threshold, the raw text carries the decision."""
+    """Scores; the raw text carries the judge's keep/discard decision: a fourth column (the decision) or a
+    third (P(discard)) with a threshold."""
     def raw(v: Sequence[float]) -> str:
+        if len(v) > 3:
+            return decision_json(v[2], v[3] >= 0.5)
         return decision_raw(v[2], threshold) if threshold is not None and len(v) > 2 else ""
 
     return [Score(s.id, round(float(v[0]), 4), round(float(v[1]), 4), raw=raw(v))
@@ -34,7 +37,7 @@ class DistilledJudge(Judge):
 
     concurrency = 1  # one torch call at a time: it already uses every configured core
 
-    def __init__(self, scorer: DistilledScorer | LexicalScorer, batch_size: int = 256,
+    def __init__(self, scorer: Scorer, batch_size: int = 256,
                  inner_batch: int = 64) -> None:
         self.scorer = scorer
         self.judge_id = f"distilled:{scorer.meta.name}"
@@ -59,5 +62,5 @@ class DistilledJudge(Judge):
 
     async def score(self, samples: Sequence[Sample]) -> list[Score]:
         values = await asyncio.to_thread(self.scorer.predict_samples, samples, self.inner_batch)
-        threshold = self.scorer.threshold if isinstance(self.scorer, LexicalScorer) else None
+        threshold = self.scorer.threshold if isinstance(self.scorer, LexicalScorer) else None  # stacked: None
         return _to_scores(samples, values.tolist(), threshold)

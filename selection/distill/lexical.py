@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from selection.distill.text import normalize
 from selection.sample import Sample
 
 MODEL_FILE = "lexical.joblib"
+_M = TypeVar("_M")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ def lexical_input(sample: Sample) -> LexicalInput:
     return LexicalInput(normalize(last), normalize(sample.response), len(sample.context))
 
 
-def _dense(rows: Sequence[LexicalInput]) -> np.ndarray:
+def dense_features(rows: Sequence[LexicalInput]) -> np.ndarray:
+    """Lengths of reply and last turn, whether the reply asks, the number of context turns."""
     return np.array([[np.log1p(len(x.response.split())), np.log1p(len(x.last_turn.split())),
                       float("?" in x.response), float(x.turns)] for x in rows], dtype=np.float64)
 
@@ -61,7 +63,8 @@ class LexicalFeatures:
 
         responses = [x.response for x in rows]
         return hstack([self.words.transform(responses), self.chars.transform(responses),
-                       self.context.transform([x.last_turn for x in rows]), csr_matrix(_dense(rows))]).tocsr()
+                       self.context.transform([x.last_turn for x in rows]),
+                       csr_matrix(dense_features(rows))]).tocsr()
 
 
 def fit_discard_head(features: Any, labels: np.ndarray, c: float = 0.5) -> Any:
@@ -95,16 +98,25 @@ class LexicalModel:
         return np.column_stack([sr, p]).astype(np.float32)
 
     def save(self, folder: Path) -> Path:
-        import joblib
-
-        path = folder / MODEL_FILE
-        joblib.dump(self, path, compress=3)
-        return path
+        return dump_model(self, folder / MODEL_FILE)
 
     @staticmethod
     def load(folder: Path) -> LexicalModel:
-        import joblib
+        return load_model(folder / MODEL_FILE, LexicalModel)
 
-        model = joblib.load(folder / MODEL_FILE)
-        assert isinstance(model, LexicalModel)
-        return model
+
+def dump_model(model: object, path: Path) -> Path:
+    import joblib
+
+    joblib.dump(model, path, compress=3)
+    return path
+
+
+def load_model(path: Path, cls: type[_M]) -> _M:
+    """A model saved by `dump_model`; the wrong class is a clear error."""
+    import joblib
+
+    model = joblib.load(path)
+    if not isinstance(model, cls):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}; re-fit the judge")
+    return model

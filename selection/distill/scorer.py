@@ -47,12 +47,16 @@ class LexicalScorer:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalScorer:
+        return cls(cls.load_model(folder), read_meta(folder))
+
+    @staticmethod
+    def load_model(folder: Path) -> Any:
         from selection.distill.lexical import LexicalModel
 
-        return cls(LexicalModel.load(folder), read_meta(folder))
+        return LexicalModel.load(folder)
 
     @property
-    def threshold(self) -> float:
+    def threshold(self) -> float | None:
         return float(self.model.threshold)
 
     def predict_samples(self, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
@@ -61,8 +65,28 @@ class LexicalScorer:
         return self.model.predict([lexical_input(s) for s in samples])
 
 
-def load_scorer(folder: Path) -> DistilledScorer | LexicalScorer:
-    """The scorer of an artifact of either kind (`config.kind`: `lexical`, else the cross-encoder)."""
-    if read_meta(folder).config.get("kind") == "lexical":
+class StackedScorer(LexicalScorer):
+    """The stacked judge (artifact kind `stacked`): (n, 4) S, R, P(discard) and its discard decision."""
+
+    @staticmethod
+    def load_model(folder: Path) -> Any:
+        from selection.distill.stacked import StackedModel
+
+        return StackedModel.load(folder)
+
+    @property
+    def threshold(self) -> float | None:
+        return None  # the decision is the fourth column
+
+
+Scorer = DistilledScorer | LexicalScorer | StackedScorer
+
+
+def load_scorer(folder: Path) -> Scorer:
+    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, else the cross-encoder)."""
+    kind = read_meta(folder).config.get("kind")
+    if kind == "lexical":
         return LexicalScorer.load(folder)
+    if kind == "stacked":
+        return StackedScorer.load(folder)
     return DistilledScorer.load(folder)

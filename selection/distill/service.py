@@ -11,6 +11,7 @@ from selection.distill.artifact import META_FILE, ArtifactMeta, artifact_dir, re
 from selection.distill.encoder import EncoderConfig
 from selection.distill.fit import FitOptions, fit_distilled
 from selection.distill.fit_lexical import LexicalOptions
+from selection.distill.fit_stacked import StackedOptions
 from selection.distill.sources import LabelSet, labels_from_file, labels_from_store
 
 if TYPE_CHECKING:
@@ -84,13 +85,42 @@ def fit_lexical_named(settings: Settings, labels: LabelSet, name: str) -> Artifa
                        artifact_dir(settings.data_dir, name))
 
 
-def _wanted_config(settings: Settings) -> dict[str, Any]:
-    if settings.distill_kind == "lexical":
+def stacked_options(settings: Settings) -> StackedOptions:
+    return StackedOptions(base=settings.distill_base_name, holdout=settings.distill_holdout,
+                          seed=settings.distill_seed)
+
+
+def ensure_base(settings: Settings, labels: LabelSet) -> Path:
+    """The stacked judge's lexical base, fitted first if missing or fitted with other settings."""
+    folder = artifact_dir(settings.data_dir, settings.distill_base_name)
+    if not _is_current(folder, settings, "lexical"):
+        log.info("fitting the lexical base %s of the stacked judge", folder.name)
+        fit_lexical_named(settings, labels, folder.name)
+    return folder
+
+
+def fit_stacked_named(settings: Settings, labels: LabelSet, name: str) -> ArtifactMeta:
+    """The stacked judge over its lexical base (reused when current, else fitted first)."""
+    from selection.commands.common import load_split
+    from selection.distill.discard_labels import load_discard_labels
+    from selection.distill.fit_stacked import fit_stacked
+
+    base = ensure_base(settings, labels)
+    train = load_split(settings, "train").samples
+    discard = load_discard_labels(Path(settings.distill_discard_path), train)
+    return fit_stacked(labels, train, discard, base, stacked_options(settings),
+                       artifact_dir(settings.data_dir, name))
+
+
+def _wanted_config(settings: Settings, kind: str) -> dict[str, Any]:
+    if kind == "lexical":
         return lexical_options(settings).config()
+    if kind == "stacked":
+        return stacked_options(settings).config()
     return encoder_config(settings).to_json()
 
 
-def _is_current(folder: Path, settings: Settings) -> bool:
+def _is_current(folder: Path, settings: Settings, kind: str) -> bool:
     if not (folder / META_FILE).is_file():
         return False
     try:
@@ -98,12 +128,12 @@ def _is_current(folder: Path, settings: Settings) -> bool:
     except ModelError as exc:
         log.warning("re-fitting the default distilled judge: %s", exc)
         return False
-    if settings.distill_kind == "lexical":
-        current = fitted == _wanted_config(settings)
+    if kind in ("lexical", "stacked"):
+        current = fitted == _wanted_config(settings, kind)
     else:
-        current = fitted.get("kind") is None and same_settings(fitted, _wanted_config(settings))
+        current = fitted.get("kind") is None and same_settings(fitted, _wanted_config(settings, kind))
     if not current:
-        log.warning("re-fitting the default distilled judge %s: its settings differ from the current "
+        log.warning("re-fitting the distilled judge %s: its settings differ from the current "
                     "EMPATHY_DISTILL_* settings", folder.name)
     return current
 
@@ -113,13 +143,15 @@ def ensure_default_judge(settings: Settings) -> str:
     `distill_labels_path` (and, for the lexical kind, `distill_discard_path`) if its artifact is missing,
     of an older format, or fitted with other settings."""
     name = settings.distill_name
-    if _is_current(artifact_dir(settings.data_dir, name), settings):
+    if _is_current(artifact_dir(settings.data_dir, name), settings, settings.distill_kind):
         return f"distilled:{name}"
     log.info("fitting the default distilled judge %s (%s) from %s", name, settings.distill_kind,
              settings.distill_labels_path)
     labels = load_labels(settings, settings.distill_labels_split, Path(settings.distill_labels_path),
                          settings.distill_labels_format)
-    if settings.distill_kind == "lexical":
+    if settings.distill_kind == "stacked":
+        fit_stacked_named(settings, labels, name)
+    elif settings.distill_kind == "lexical":
         fit_lexical_named(settings, labels, name)
     else:
         fit_named(settings, labels, name, baseline=False)
