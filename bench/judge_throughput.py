@@ -4,7 +4,7 @@ Spearman correlation between our judge and the paper's (ChatGPT) judge on valida
     .venv/bin/python bench/judge_throughput.py                 # starts vLLM on the default model
     .venv/bin/python bench/judge_throughput.py --url http://127.0.0.1:8000 --limit 60
 
-Without --url it starts its own engine (serve.engine) on `.empathy/models/smollm2-135m-instruct`.
+Without --url it starts its own engine (empathy.engine) on `.empathy/models/smollm2-135m-instruct`.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> None:
     if args.url:
         print(json.dumps(asyncio.run(bench(args.url, args)), indent=2))
         return
-    from serve.engine import EngineProcess, EngineSpec
+    from empathy.engine import EngineProcess, EngineSpec
 
     spec = EngineSpec(model=str(args.base_model), served_name=args.model, port=free_port(), kvcache_gib=1)
     engine = EngineProcess(spec, log_file=Path(tempfile.gettempdir()) / "bench-judge-vllm.log")

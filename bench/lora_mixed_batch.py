@@ -24,7 +24,7 @@ from pathlib import Path
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from serve.engine import EngineProcess, EngineSpec
+from empathy.engine import EngineProcess, EngineSpec
 
 TOLERANCE = 1e-3  # fp32 sums differ by ~1e-5 with the batch's composition; an adapter moves them by ~1
 MESSAGES: list[ChatCompletionMessageParam] = [

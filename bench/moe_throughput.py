@@ -30,7 +30,7 @@ from pathlib import Path
 from openai import OpenAI
 from scipy import stats
 
-from serve.engine import EngineProcess, EngineSpec
+from empathy.engine import EngineProcess, EngineSpec
 
 PROMPT = "I failed my exam today and I feel terrible. What should I do?"
 MODELS = {"A": ("base", "expert"), "B": ("moe",)}

@@ -23,14 +23,14 @@ def score_both(settings: Settings, n: int, url: str | None, batch_size: int) -> 
     from openai import OpenAI
     from transformers import AutoTokenizer
 
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.engine import engine_url
     from training.router.grid import read_blend_grid
     from training.router.nll import load_peft, reply_span, torch_nll, vllm_nll
     from training.router.train import router_samples
 
     adapters, rank = read_blend_grid(settings.data_dir)
-    base = resolve_base_model(settings.base_model, settings.data_dir)
+    base = base_model_path(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
     samples = router_samples(settings, "valid", n, seed=1)
     items = [reply_span(tokenizer, s.messages()) for s in samples]

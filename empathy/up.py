@@ -62,13 +62,13 @@ def run_pipeline(data_dir: Path, profile: str, verbose: bool) -> None:
 
 def use_release(settings: Settings) -> bool:
     """Install the committed release into a data dir without experts; False when there is no release."""
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.release import default_release_dir, install_release
 
     release = default_release_dir()
     if not (release / "manifest.json").is_file():
         return False
-    base = resolve_base_model(settings.base_model, settings.data_dir)
+    base = base_model_path(settings)
     manifest = install_release(release, settings.data_dir, base, settings.blend_grid)
     print(f"empathy up: no experts of your own in {settings.data_dir / 'experts'}; serving the release "
           f"({manifest.get('profile')} profile, commit {str(manifest.get('commit'))[:10]}, hashes checked). "

@@ -9,11 +9,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from empathy.db import make_engine
+from empathy.engine import EngineSupervisor
 from empathy.settings import Settings
 from serve import errors, openapi
 from serve.api import admin, experiments_api, feedback, health, openai_api
 from serve.catalog import Catalog, load_catalog
-from serve.engine import EngineSupervisor
 from serve.lifecycle import engine_spec, lifespan_for, moe_engine
 from serve.metrics import GatewayMetrics
 from serve.middleware import RequestIdMiddleware

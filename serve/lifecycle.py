@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from empathy.engine import EngineSpec, EngineSupervisor, lora_rank_for, spec_from_settings
 from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
-from serve.engine import EngineSpec, EngineSupervisor, lora_rank_for
 from serve.metrics import EngineCollector
 from serve.state import Gateway, load_router
 from serve.upstreams import Upstream, UpstreamPool
@@ -24,16 +24,7 @@ log = logging.getLogger("empathy.serve")
 
 def engine_spec(settings: Settings, catalog: Catalog) -> EngineSpec:
     """The vLLM child for these settings: base model plus every expert and blend as a LoRA module."""
-    from training.base_model import resolve_base_model
-
-    data_dir = Path(settings.data_dir)
-    return EngineSpec(
-        model=resolve_base_model(settings.base_model, data_dir), served_name="base",
-        port=settings.vllm_port, lora_modules=dict(catalog.paths),
-        max_lora_rank=lora_rank_for(catalog.rank), max_loras=max(1, min(len(catalog.paths), 8)),
-        max_model_len=settings.vllm_max_model_len, kvcache_gib=settings.vllm_kvcache_gib,
-        extra_args=tuple(settings.vllm_extra_args),
-    )
+    return spec_from_settings(settings, lora_modules=catalog.paths, max_lora_rank=lora_rank_for(catalog.rank))
 
 
 def moe_engine(settings: Settings, catalog: Catalog) -> tuple[Catalog, EngineSupervisor | None]:
@@ -43,9 +34,7 @@ def moe_engine(settings: Settings, catalog: Catalog) -> tuple[Catalog, EngineSup
         return replace(catalog, moe=None), None
     if settings.moe_upstreams:
         return catalog, None
-    spec = EngineSpec(model=catalog.moe, served_name=MOE_NAME, port=settings.moe_vllm_port,
-                      max_model_len=settings.vllm_max_model_len, kvcache_gib=settings.vllm_kvcache_gib,
-                      extra_args=tuple(settings.vllm_extra_args))
+    spec = spec_from_settings(settings, model=catalog.moe, served_name=MOE_NAME, port=settings.moe_vllm_port)
     log_file = Path(settings.data_dir) / "logs" / "vllm-moe.log"
     return catalog, EngineSupervisor(spec, log_file, start_timeout=settings.vllm_start_timeout)
 

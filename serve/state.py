@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from empathy.engine import EngineSupervisor
 from empathy.errors import EmpathyError
 from empathy.settings import Settings
 from serve.catalog import Catalog, load_catalog
-from serve.engine import EngineSupervisor
 from serve.experiments import Experiment, check_arms, load_experiments_file
 from serve.metrics import GatewayMetrics, closed_label
 from serve.routing import StickyCache

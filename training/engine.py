@@ -20,16 +20,10 @@ def engine_url(settings: Settings, url: str | None, lora_modules: Mapping[str, s
     if url:
         yield url.rstrip("/") if url.rstrip("/").endswith("/v1") else f"{url.rstrip('/')}/v1"
         return
-    from serve.engine import EngineProcess, EngineSpec
-    from training.base_model import resolve_base_model
+    from empathy.engine import EngineProcess, spec_from_settings
 
-    spec = EngineSpec(
-        model=resolve_base_model(settings.base_model, settings.data_dir), served_name="base",
-        port=settings.vllm_port, lora_modules=dict(lora_modules), max_lora_rank=max_lora_rank,
-        max_loras=max(1, min(len(lora_modules), 8)), max_model_len=settings.vllm_max_model_len,
-        kvcache_gib=settings.vllm_kvcache_gib, dtype="float32",
-        extra_args=tuple(settings.vllm_extra_args),
-    )
+    spec = spec_from_settings(settings, lora_modules=lora_modules, max_lora_rank=max_lora_rank,
+                              dtype="float32")
     log_file = Path(settings.data_dir) / "logs" / f"{log_name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     engine = EngineProcess(spec, log_file=log_file)

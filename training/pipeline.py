@@ -225,14 +225,14 @@ def expert_action(settings: Settings, profile: Profile, subset: str) -> Callable
 
 def blends_action(settings: Settings) -> Callable[[], None]:
     def action() -> None:
-        from training.base_model import resolve_base_model
+        from empathy.base_model import base_model_path
         from training.blend_files import build_blends
         from training.blends import validate_grid
 
         d = settings.data_dir
         build_blends(sens_dir=d / "experts" / "sensibility", rat_dir=d / "experts" / "rationality",
                      blends_dir=d / "blends", grid=validate_grid(settings.blend_grid),
-                     base_model=resolve_base_model(settings.base_model, d))
+                     base_model=base_model_path(settings))
 
     return action
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
-DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+from empathy.base_model import DEFAULT_BASE_MODEL
 
 
 class TrainingSettings(BaseSettings):

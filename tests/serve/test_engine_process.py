@@ -10,7 +10,7 @@ import time
 
 SCRIPT = """
 import subprocess, sys, time
-from serve.engine import die_with_parent
+from empathy.engine import die_with_parent
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
                          preexec_fn=die_with_parent())
 print(child.pid, flush=True)

@@ -61,8 +61,8 @@ def engines(moe_artifacts: dict[str, Path], tiny_model_dir: Path, tiny_adapters:
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Both MoE servers and a LoRA server (base, experts, blends: what the session engine serves), all
     eager and started together; the LoRA one under the supervisor the gateway takes."""
+    from empathy.engine import EngineProcess, EngineSpec, EngineSupervisor
     from serve.catalog import MOE_NAME
-    from serve.engine import EngineProcess, EngineSpec, EngineSupervisor
 
     logs = tmp_path_factory.mktemp("vllm-moe")
     eager = {"max_model_len": 512, "kvcache_gib": 1, "dtype": "float32", "extra_args": ("--enforce-eager",)}

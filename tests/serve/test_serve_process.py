@@ -173,7 +173,7 @@ def test_failed_engine_starts_back_off_exponentially(tmp_path: Path, tiny_model_
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """A child that cannot start (vLLM refuses an unknown flag) is retried after 1 s, then 2 s, ...:
     the gaps between a failure and the next start are lower-bounded, which load can only lengthen."""
-    from serve.engine import EngineSpec, EngineSupervisor
+    from empathy.engine import EngineSpec, EngineSupervisor
 
     spec = EngineSpec(model=str(tiny_model_dir), port=free_port(), extra_args=("--no-such-vllm-flag",))
     supervisor = EngineSupervisor(spec, tmp_path / "vllm.log", min_backoff=1.0, max_backoff=8.0)

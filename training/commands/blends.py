@@ -20,9 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from empathy.base_model import base_model_path
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
-    from training.base_model import resolve_base_model
     from training.blend_files import build_blends
     from training.blends import parse_grid, validate_grid
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         rat_dir=args.rationality or experts / "rationality",
         blends_dir=settings.data_dir / "blends",
         grid=grid,
-        base_model=resolve_base_model(settings.base_model, settings.data_dir),
+        base_model=base_model_path(settings),
     )
     print(json.dumps({"rank": index["rank"], "blends": [b["name"] for b in index["blends"]]}, indent=2))
     return 0

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 def job_from_settings(settings: Settings, subset: str, subset_file: Path, out_dir: Path,
                       limit: int | None = None, max_steps: int | None = None) -> ExpertJob:
     """The expert job that the settings describe (the one place settings become training options)."""
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.experts import ExpertJob
 
     return ExpertJob(
         subset=subset, subset_file=subset_file, out_dir=out_dir,
-        base_model=resolve_base_model(settings.base_model, settings.data_dir),
+        base_model=base_model_path(settings),
         lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
         lora_targets=tuple(settings.lora_targets), learning_rate=settings.learning_rate,
         epochs=settings.epochs, max_length=settings.max_length, batch_size=settings.batch_size,

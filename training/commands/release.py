@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def input_hashes(settings: Settings) -> dict[str, Any]:
     """What the release was made from: the corpus splits, the judge's labels, the base model weights."""
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.release import sha256
 
     corpus = Path(settings.corpus_path)
@@ -36,7 +36,7 @@ def input_hashes(settings: Settings) -> dict[str, Any]:
         path = getattr(settings, key, None)
         if path is not None:
             files[f"judge/{Path(path).name}"] = Path(path)
-    base = Path(resolve_base_model(settings.base_model, settings.data_dir))
+    base = Path(base_model_path(settings))
     files.update({f"base_model/{p.name}": p for p in sorted(base.glob("*.safetensors"))})
     return {name: sha256(path) for name, path in files.items() if path.is_file()}
 
