@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
 )
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -179,8 +180,10 @@ class Store:
         """Store a vote; with a `voter`, VoteRefused when they already voted on this pair (either order) or
         when it would be more than `cap` (> 0) of their votes since `day_start`. The vote is inserted first
         and counted in the same transaction, so two concurrent votes of one voter cannot both slip in
-        (SQLite: the second waits for the first one's write lock)."""
+        (SQLite: the second waits for the first one's write lock; PostgreSQL: for a lock on the voter)."""
         with Session(self.engine) as s, s.begin():
+            if voter is not None and self.engine.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:voter))"), {"voter": voter})
             row = PairwiseRow(created=time.time(), completion_a=a, completion_b=b, outcome=outcome,
                               voter=voter)
             s.add(row)
