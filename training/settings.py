@@ -65,9 +65,9 @@ class TrainingSettings(BaseSettings):
     )
     router_features: Literal["reply-kind", "context"] = Field(
         default="reply-kind",
-        description="What the router routes on. reply-kind: the judge's R of the reply the context calls for, "
-        "predicted by a ridge regression fitted on the judge's scores of the train replies, with a line per "
-        "blend from it to the NLL (training/router/kind.py); context: the context features themselves "
+        description="What the router routes on. reply-kind: the judge's R of the reply the context calls "
+        "for, predicted by a ridge regression fitted on the judge's scores of the train replies, with a line "
+        "per blend from it to the NLL (training/router/kind.py); context: the context features themselves "
         "(sentence embedding + statistics) in a softmax regression on softmax(-NLL / T).",
     )
     router_kind_limit: int | None = Field(
