@@ -18,6 +18,7 @@ the start, per segment and at the end, so numbers are quoted with the load they 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -115,6 +116,10 @@ def measure_segment(engine: str, client: OpenAI, reps: int, n: int, tokens: int)
     return segment
 
 
+def _measure(engine: str, reps: int, n: int, tokens: int, client: OpenAI) -> Segment:
+    return measure_segment(engine, client, reps, n, tokens)
+
+
 def run_session(spec: EngineSpec, log_file: Path, count: int, measure: Callable[[OpenAI], Segment]
                 ) -> list[Segment]:
     """Start one engine, warm it up, measure `count` segments, stop it."""
@@ -181,9 +186,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs", flush=True)
     segments: list[Segment] = []
     for engine, count in sessions(abba(args.blocks)):
-        segments += run_session(specs[engine], Path(f"/tmp/bench-moe-{engine}.log"), count,
-                                lambda client, e=engine: measure_segment(e, client, args.reps, args.batch,
-                                                                         args.tokens))
+        measure = functools.partial(_measure, engine, args.reps, args.batch, args.tokens)
+        segments += run_session(specs[engine], Path(f"/tmp/bench-moe-{engine}.log"), count, measure)
     report(segments, args)
     ended = os.getloadavg()
     print(f"load average at end (1, 5, 15 min): {ended[0]:.2f} {ended[1]:.2f} {ended[2]:.2f}")

@@ -36,6 +36,6 @@ def save_cache(folder: Path, key: Sequence[str], rows: dict[str, np.ndarray],
     tmp = folder / f".{file}.tmp.npz"
     ids = list(rows)
     width = len(next(iter(rows.values()))) if rows else 0
-    table = np.array([rows[i] for i in ids], dtype=dtype).reshape(len(ids), width)
+    table: np.ndarray = np.array([rows[i] for i in ids], dtype=dtype).reshape(len(ids), width)
     np.savez(tmp, adapters=np.array(list(key)), sample_ids=np.array(ids), nll=table)
     os.replace(tmp, folder / file)
