@@ -4,7 +4,7 @@ as it is: same held-out split, no refit of the TF-IDF, ridge or discard head).
 1. Out-of-fold first-stage S/R on the valid conversations the base was fitted on (grouped k-fold).
 2. The second stage (ridge) from those, the discard logit and the lengths to S and R.
 3. Its out-of-fold predictions calibrate the bucket rule for macro-F1, among the rules that still discard
-   the held-out train conversations' paper discards with the goal's precision and recall.
+   the held-out train conversations' paper discards with the precision and recall of `StackedOptions`.
 4. Measured on the held-out valid conversations (the paper's buckets) and held-out train conversations
    (the paper's discard list); neither was used for fitting.
 """
@@ -51,8 +51,11 @@ class StackedOptions:
     seed: int = 0
     folds: int = 5
     stack_alpha: float = 1.0
-    min_precision: float = 0.3
-    min_recall: float = 0.5
+    # The rule keeps (about) the train agreement of the discard head alone (0.44 / 0.63 at its threshold),
+    # above the issue's goal (0.3 / 0.5): a looser check buys +0.02 valid macro-F1 but lets 4x more of the
+    # paper's train discards into the rationality set (measured on the whole train split).
+    min_precision: float = 0.42
+    min_recall: float = 0.6
 
     def config(self) -> dict[str, Any]:
         return {"kind": KIND, **asdict(self)}
@@ -130,7 +133,8 @@ def fit_stacked(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray, 
     stacked_oof = group_oof(_ridge(opts.stack_alpha), feats, targets[v_fit], groups, opts.folds)
     model = StackedModel(base, stacker, BucketRule())
     check, t_held = _discard_check(model, train, discard, opts)
-    p_grid = [float(np.quantile(check.p, 1.0 - f)) for f in DISCARD_FRACTIONS] + [float("inf")]
+    p_grid = [float(np.quantile(check.p, 1.0 - f)) for f in DISCARD_FRACTIONS]
+    p_grid += [float(base.threshold), float("inf")]
     model.rule = calibrate_rule(stacked_oof[:, 0], stacked_oof[:, 1], p[v_fit],
                                 paper_codes(targets[v_fit, 0], targets[v_fit, 1]), p_grid, check)
     held_sr, held_p = model.raw_scores([rows[i] for i in v_held])
