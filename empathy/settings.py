@@ -37,7 +37,9 @@ class CoreSettings(BaseSettings):
     )
 
     def resolved_store_url(self) -> str:
-        return self.store_url or f"sqlite:///{(self.data_dir / 'empathy.db').resolve()}"
+        from empathy.layout import Layout
+
+        return self.store_url or f"sqlite:///{Layout(self.data_dir).store_db.resolve()}"
 
 
 # Listed last-first so that `empathy config` shows core fields first (pydantic orders fields by reverse MRO).

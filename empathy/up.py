@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def missing_experts(data_dir: Path) -> list[str]:
-    return [e for e in EXPERTS if not (data_dir / "experts" / e / "adapter_config.json").is_file()]
+    from empathy.layout import Layout
+
+    return [e for e in EXPERTS if not (Layout(data_dir).expert(e) / "adapter_config.json").is_file()]
 
 
 def run_pipeline(data_dir: Path, profile: str, verbose: bool) -> None:

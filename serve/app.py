@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from empathy.db import make_engine
 from empathy.engine import EngineSupervisor
+from empathy.layout import Layout
 from empathy.settings import Settings
 from serve import errors, openapi
 from serve.api import admin, experiments_api, feedback, health, openai_api
@@ -32,10 +33,10 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None,
     catalog, moe_supervisor = moe_engine(settings, catalog or load_catalog(Path(settings.data_dir)))
     owns = False
     if not settings.upstreams and supervisor is None:
-        supervisor, owns = EngineSupervisor(engine_spec(settings, catalog),
-                                            Path(settings.data_dir) / "logs" / "vllm.log",
-                                            start_timeout=settings.vllm_start_timeout), True
-        (Path(settings.data_dir) / "logs").mkdir(parents=True, exist_ok=True)
+        log_file = Layout(settings.data_dir).log("vllm")
+        supervisor = EngineSupervisor(engine_spec(settings, catalog), log_file,
+                                      start_timeout=settings.vllm_start_timeout)
+        owns = True
     gw = Gateway(settings=settings, catalog=catalog,
                  store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
                  sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router,

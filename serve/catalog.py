@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from empathy.errors import ModelError
+from empathy.layout import Layout
 
 BASE_NAME = "base"
 ROUTED_NAME = "empathy"
@@ -52,34 +53,22 @@ def _adapter_rank(folder: Path) -> int:
 
 
 def _load_experts(data_dir: Path) -> dict[str, Path]:
-    root = data_dir / "experts"
+    root = Layout(data_dir).experts
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
 
 
 def _load_blends(data_dir: Path) -> tuple[dict[float, str], dict[str, str], int]:
-    index = data_dir / "blends" / "index.json"
-    if not index.is_file():
+    index = Layout(data_dir).read_blends()
+    if index is None:
         return {}, {}, 0
-    try:
-        data = json.loads(index.read_text())
-        rows = data["blends"]
-    except (ValueError, KeyError) as exc:
-        raise ModelError(f"{index} is not a blends index ({exc}); run `empathy train blends`.") from exc
-    blends, paths = {}, {}
-    for row in rows:
-        path = Path(row["path"])
-        path = path if path.is_absolute() else (data_dir / path if (data_dir / path).exists()
-                                                else index.parent / path)
-        blends[round(float(row["weight"]), 6)] = row["name"]
-        paths[row["name"]] = str(path.resolve())
-    return blends, paths, int(data.get("rank", 0))
+    return index.names(), index.paths(), index.rank or 0
 
 
 def moe_artifact(data_dir: Path) -> str | None:
     """`<data_dir>/moe` when it holds an MoE artifact (config.json naming the MoE architecture)."""
-    folder = data_dir / "moe"
+    folder = Layout(data_dir).moe
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):

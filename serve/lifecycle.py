@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from empathy.engine import EngineSpec, EngineSupervisor, lora_rank_for, spec_from_settings
+from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
 from serve.metrics import EngineCollector
@@ -35,7 +36,7 @@ def moe_engine(settings: Settings, catalog: Catalog) -> tuple[Catalog, EngineSup
     if settings.moe_upstreams:
         return catalog, None
     spec = spec_from_settings(settings, model=catalog.moe, served_name=MOE_NAME, port=settings.moe_vllm_port)
-    log_file = Path(settings.data_dir) / "logs" / "vllm-moe.log"
+    log_file = Layout(settings.data_dir).log("vllm-moe")
     return catalog, EngineSupervisor(spec, log_file, start_timeout=settings.vllm_start_timeout)
 
 
@@ -71,7 +72,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             gw.moe_supervisor.start()  # the MoE's child: its own engine, started alongside
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
         async with httpx.AsyncClient(limits=limits) as client:
-            gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval)
+            gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval,
+                                   gw.settings.health_timeout)
             sup = gw.supervisor
             restarts = (lambda: sup.restarts) if sup else (lambda: 0)
             gw.metrics.watch_engines(EngineCollector(restarts, lambda: [

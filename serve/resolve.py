@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from empathy.layout import grid_argmax
 from serve.catalog import ROUTED_NAME
 from serve.errors import APIError, bad_request
 from serve.experiments import Arm, Experiment, assign
@@ -42,7 +43,7 @@ async def routed(gw: Gateway, body: Mapping[str, Any], key: str) -> Route:
     else:
         # The encoder takes milliseconds of CPU: never on the event loop.
         probs = await asyncio.to_thread(gw.router.predict, _text_messages(body))
-        weight = gw.router.grid[max(range(len(probs)), key=probs.__getitem__)]
+        weight = grid_argmax(gw.router.grid, probs)[0]
         route = blend_route(nearest_on_grid(weight, catalog.grid), catalog, "router", probs)
     adapter, blend, kept = await asyncio.to_thread(gw.store.put_route, key, route.adapter, route.blend,
                                                    list(route.probs) if route.probs is not None else None)

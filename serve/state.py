@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from empathy.engine import EngineSupervisor
 from empathy.errors import EmpathyError
+from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import Catalog, load_catalog
 from serve.experiments import Experiment, check_arms, load_experiments_file
@@ -76,7 +77,8 @@ class Gateway:
 
 def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
     """The trained router if `<data_dir>/router/` has one whose grid matches the served blends."""
-    folder = data_dir / "router"
+    layout = Layout(data_dir)
+    folder = layout.router
     if not (folder / "router.json").is_file():
         log.info("no router artifact in %s: model `empathy` uses the default blend", folder)
         return None
@@ -84,7 +86,7 @@ def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
 
     try:
         router = Router.load(folder)
-        router.check_blends(catalog.grid, data_dir / "blends" / "index.json")
+        router.check_blends(catalog.grid, layout.blends_index)
     except EmpathyError as exc:
         log.warning("router not used: %s", exc)
         return None

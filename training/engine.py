@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
+from empathy.layout import Layout
 from empathy.settings import Settings
 
 log = logging.getLogger("empathy.training.engine")
@@ -24,8 +24,7 @@ def engine_url(settings: Settings, url: str | None, lora_modules: Mapping[str, s
 
     spec = spec_from_settings(settings, lora_modules=lora_modules, max_lora_rank=max_lora_rank,
                               dtype="float32")
-    log_file = Path(settings.data_dir) / "logs" / f"{log_name}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file = Layout(settings.data_dir).log(log_name)
     engine = EngineProcess(spec, log_file=log_file)
     log.info("starting a vLLM engine for this job (log: %s); pass --url to use a running one", log_file)
     engine.start()

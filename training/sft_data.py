@@ -19,7 +19,9 @@ SUBSETS = ("sensibility", "rationality", "full")
 
 
 def subset_path(data_dir: Path, subset: str) -> Path:
-    return data_dir / "subsets" / f"{subset}.jsonl"
+    from empathy.layout import Layout
+
+    return Layout(data_dir).subset(subset)
 
 
 def read_subset(path: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from empathy.base_model import base_model_path
+    from empathy.layout import Layout
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
     from training.blend_files import build_blends
@@ -29,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings(data_dir=args.data_dir, base_model=args.base_model)
     setup_logging(settings.log_level)
     grid = parse_grid(args.grid) if args.grid is not None else validate_grid(settings.blend_grid)
-    experts = settings.data_dir / "experts"
+    layout = Layout(settings.data_dir)
     index = build_blends(
-        sens_dir=args.sensibility or experts / "sensibility",
-        rat_dir=args.rationality or experts / "rationality",
-        blends_dir=settings.data_dir / "blends",
+        sens_dir=args.sensibility or layout.expert("sensibility"),
+        rat_dir=args.rationality or layout.expert("rationality"),
+        blends_dir=layout.blends,
         grid=grid,
         base_model=base_model_path(settings),
     )

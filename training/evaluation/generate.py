@@ -3,7 +3,6 @@ by default) or any OpenAI-compatible endpoint such as the gateway."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from empathy.errors import ConfigError, ModelError
+from empathy.layout import Layout, grid_argmax, grid_weight
 from training.router.grid import EXPERT_NAMES, blends_index_path
 
 MODEL_CHOICES = ("base", "full", "sensibility", "rationality", "routed", "blend:<weight>", "moe")
@@ -25,11 +25,11 @@ class ModelSpec:
 
 
 def blend_names(data_dir: Path) -> dict[float, str]:
-    path = blends_index_path(data_dir)
-    if not path.is_file():
-        raise ModelError(f"no blends index at {path}; run `empathy train blends` first.")
-    index = json.loads(path.read_text())
-    return {round(float(b["weight"]), 6): str(b["name"]) for b in index["blends"]}
+    index = Layout(data_dir).read_blends()
+    if index is None:
+        raise ModelError(f"no blends index at {Layout(data_dir).blends_index}; run `empathy train blends` "
+                         "first.")
+    return index.names()
 
 
 def parse_model(spec: str, data_dir: Path) -> ModelSpec:
@@ -44,7 +44,7 @@ def parse_model(spec: str, data_dir: Path) -> ModelSpec:
         return moe_spec(data_dir)
     if spec.startswith("blend:"):
         try:
-            weight = round(float(spec.partition(":")[2]), 6)
+            weight = grid_weight(float(spec.partition(":")[2]))
         except ValueError as exc:
             raise ConfigError(f"--model {spec!r}: the blend weight must be a number, e.g. blend:0.5."
                               ) from exc
@@ -69,16 +69,14 @@ def moe_spec(data_dir: Path) -> ModelSpec:
 def routed_models(data_dir: Path, contexts: Sequence[Sequence[dict[str, str]]]
                   ) -> tuple[list[str], list[float]]:
     """The router's blend (served name and weight) for each context."""
-    import numpy as np
-
     from serve.router import Router
 
-    router = Router.load(data_dir / "router")
+    layout = Layout(data_dir)
+    router = Router.load(layout.router)
     names = blend_names(data_dir)
-    router.check_blends(list(names), blends_index_path(data_dir))
-    probs = router.predict_many(contexts)
-    weights = [router.grid[int(i)] for i in np.argmax(probs, axis=1)]
-    return [names[round(w, 6)] for w in weights], weights
+    router.check_blends(list(names), layout.blends_index)
+    weights = grid_argmax(router.grid, router.predict_many(contexts))
+    return [names[grid_weight(w)] for w in weights], weights
 
 
 def request_fields(max_tokens: int | None, greedy: bool = True) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from empathy.layout import grid_argmax
+
 DEFAULT_PROBES = Path(__file__).resolve().parents[2] / "tests" / "data" / "probes.jsonl"
 
 
@@ -53,7 +55,7 @@ def router_report(router: Any, probes: Sequence[Probe]) -> dict[str, Any]:
     kinds = np.array([p.kind for p in probes])
     feeling, practical = weights[kinds == "feeling"], weights[kinds == "practical"]
     diff, lo, hi = difference_interval(feeling, practical)
-    chosen = np.asarray(router.grid)[probs.argmax(1)]
+    chosen = np.asarray(grid_argmax(router.grid, probs))
     return {"n": {"feeling": len(feeling), "practical": len(practical)},
             "mean_weight": {"feeling": float(feeling.mean()), "practical": float(practical.mean())},
             "difference": diff, "ci95": [lo, hi],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from empathy.errors import DataError
+from empathy.layout import Layout
 from empathy.settings import Settings
 from selection.sample import Sample, make_sample
 from training.evaluation.metrics import all_metrics
@@ -22,7 +23,7 @@ from training.evaluation.metrics import all_metrics
 log = logging.getLogger("empathy.eval")
 
 def eval_dir(data_dir: Path) -> Path:
-    return data_dir / "eval"
+    return Layout(data_dir).eval
 
 
 def run_name(label: str, split: str, n: int) -> str:
@@ -160,15 +161,15 @@ def finish_run(settings: Settings, plan: Planned, samples: Sequence[Sample], rep
 
 def engine_modules(data_dir: Path, served: set[str]) -> tuple[dict[str, str], int]:
     """LoRA folders for an engine started by `empathy eval`: the requested names among experts and blends."""
-    from training.router.grid import EXPERT_NAMES, blends_index_path
+    from training.router.grid import EXPERT_NAMES
 
-    modules = {name: str((data_dir / "experts" / subset).resolve()) for subset, name in EXPERT_NAMES.items()}
+    layout = Layout(data_dir)
+    modules = {name: str(layout.expert(subset).resolve()) for subset, name in EXPERT_NAMES.items()}
     rank = 16
-    index_file = blends_index_path(data_dir)
-    if index_file.is_file():
-        index = json.loads(index_file.read_text())
-        modules.update({b["name"]: str(Path(b["path"]).resolve()) for b in index["blends"]})
-        rank = int(index.get("rank", rank))
+    index = layout.read_blends()
+    if index is not None:
+        modules.update(index.paths())
+        rank = index.rank or rank
     return {name: path for name, path in modules.items() if name in served}, rank
 
 
