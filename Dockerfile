@@ -1,6 +1,7 @@
 # GPU image: the CUDA build of vLLM with the gateway in front. Build: docker build -t empathy-router .
+# The base image carries the vLLM that pyproject's `gpu` extra pins (and its torch), so pip keeps them.
 # Run: docker run --gpus all -p 8080:8080 -v $PWD/.empathy:/data empathy-router
-FROM vllm/vllm-openai:v0.11.0
+FROM vllm/vllm-openai:v0.32.0
 
 ENV EMPATHY_DATA_DIR=/data \
     EMPATHY_HOST=0.0.0.0 \

@@ -47,8 +47,8 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None,
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     for module in (openai_api, feedback, experiments_api, health, admin, openapi):
-        app.include_router(module.router)
-    app.include_router(experiments_api.admin)
+        app.include_router(module.api)
+    app.include_router(experiments_api.admin_api)
     app.openapi = lambda: openapi.build_openapi(app)  # type: ignore[method-assign]
     if settings.ui_enabled if mount_ui is None else mount_ui:
         app = _mount_ui(app, settings)

@@ -17,7 +17,7 @@ from serve.schemas import ERRORS, REQUEST_BODIES
 if TYPE_CHECKING:
     from empathy.settings import Settings
 
-router = APIRouter(include_in_schema=False)
+api = APIRouter(include_in_schema=False)
 REF = "#/components/schemas/{model}"
 
 
@@ -62,13 +62,13 @@ def _caps(schemas: dict[str, Any], settings: Settings) -> None:
                     branch["maximum"] = limit
 
 
-@router.get("/openapi.json", responses=ERRORS)
+@api.get("/openapi.json", responses=ERRORS)
 async def openapi_json(request: Request) -> JSONResponse:
     check_access(request, "docs_access")
     return JSONResponse(build_openapi(request.app))
 
 
-@router.get("/docs", responses=ERRORS)
+@api.get("/docs", responses=ERRORS)
 async def docs(request: Request) -> HTMLResponse:
     check_access(request, "docs_access")
     return get_swagger_ui_html(openapi_url="/openapi.json", title="empathy-router gateway")

@@ -9,6 +9,7 @@ can hold one vote per pair and its daily cap per voter.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from ui.client import GatewayClient, GatewayError
 from ui.format import arm_request, pretty_name
 from ui.streams import Pair, new_session_id, plain, stream_two
 
+log = logging.getLogger("empathy.ui")
 FALLBACK_MODELS = ("base", "empathy-full", "empathy-sensibility", "empathy-rationality", "empathy")
 OUTCOMES = {"left": "a", "right": "b", "tie": "tie", "both_bad": "both_bad"}
 HIDDEN = "<div class='arena-name'>🎭 Hidden until you vote</div>"
@@ -78,11 +80,13 @@ def choose_pair(experiments: Sequence[dict[str, Any]], models: Sequence[str],
 def new_battle(client: GatewayClient) -> Battle:
     try:
         experiments = client.experiments()
-    except GatewayError:
+    except GatewayError as exc:
+        log.warning("arena: experiments unavailable (%s); pairing the served models", exc)
         experiments = []
     try:
         models = client.models()
-    except GatewayError:
+    except GatewayError as exc:
+        log.warning("arena: model list unavailable (%s); pairing the fallback models", exc)
         models = []
     return choose_pair(experiments, models, random.Random())
 
@@ -152,6 +156,7 @@ def make_handlers(client: GatewayClient) -> dict[str, Any]:
         try:
             client.send_feedback(vote_payload(battle, choice, voter))
         except GatewayError as exc:
+            log.warning("arena: vote not stored (%s)", exc)
             again = exc.status not in REFUSED  # a refusal stays one: no point in clicking again
             return (battle, gr.update(), gr.update(), f"⚠️ Vote not stored: {exc}", *_votes(again), voter)
         battle.voted = True

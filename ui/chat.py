@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -11,6 +12,7 @@ from ui.client import GatewayClient, GatewayError
 from ui.format import message_text
 from ui.streams import CompletionIds, Messages, new_session_id, plain, stream_reply
 
+log = logging.getLogger("empathy.ui")
 PLACEHOLDER = ("**Talk about how you feel.** Every answer comes from a blend of two experts, one for "
                "*sensibility* (warmth, validation) and one for *rationality* (perspective, suggestions); "
                "the router picks the blend shown under each reply.")
@@ -53,6 +55,7 @@ def make_handlers(client: GatewayClient) -> dict[str, Any]:
         try:
             client.send_feedback({"type": "rating", "completion_id": completion_id, "value": int(data.liked)})
         except GatewayError as exc:
+            log.warning("chat: feedback not stored (%s)", exc)
             return f"⚠️ Feedback not stored: {exc}"
         thumb = "👍" if data.liked else "👎"
         return f"{thumb} Thanks, your feedback on this reply is stored."

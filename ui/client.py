@@ -151,6 +151,7 @@ class GatewayClient:
                 _absorb_chunk(reply, chunk)
                 yield reply
         except GatewayError as exc:
+            log.warning("chat with %s failed: %s", model, exc)
             reply.error = str(exc)
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             log.warning("chat with %s failed: %s", model, exc)
@@ -187,8 +188,12 @@ class GatewayClient:
         try:
             response = httpx.get(f"{self.url.removesuffix('/v1')}/metrics", timeout=10.0,
                                  headers={"Authorization": f"Bearer {self.api_key}"})
+            if response.status_code != 200:
+                log.warning("gateway /metrics answered %s; the dashboard shows no router histogram",
+                            response.status_code)
             return response.text if response.status_code == 200 else ""
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            log.warning("gateway /metrics unreachable (%s); the dashboard shows no router histogram", exc)
             return ""
 
     def results(self, name: str) -> dict[str, Any]:

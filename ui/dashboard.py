@@ -8,6 +8,7 @@ as an empty plot or a dash, never an error.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from ui.client import GatewayClient, GatewayError
 from ui.plots import histogram_plot, sequences_plot, strengths_plot, win_matrix_plot
 
+log = logging.getLogger("empathy.ui")
 TABLE_HEADERS = ["arm", "model", "traffic", "users", "completions", "👍 votes", "👍 share (95% CI)",
                  "win rate (95% CI)", "Elo (95% CI)", "Elo, length-controlled (95% CI)", "reply tokens",
                  "latency p50 ms", "TTFT p50 ms"]
@@ -108,7 +110,8 @@ def blend_counts(metrics: str) -> dict[str, float]:
                 if sample.name == "empathy_router_weight_bucket" and sample.labels.get("le") != "+Inf":
                     le = float(sample.labels["le"])
                     cumulative[le] = cumulative.get(le, 0.0) + float(sample.value)
-    except ValueError:
+    except ValueError as exc:
+        log.warning("dashboard: the gateway's /metrics is unreadable (%s); no router histogram", exc)
         return {}
     counts, previous = {}, 0.0
     for le in sorted(cumulative):
@@ -175,7 +178,8 @@ def summary(name: str, results: Mapping[str, Any]) -> str:
 def experiment_names(client: GatewayClient) -> list[str]:
     try:
         return [str(e.get("name")) for e in client.experiments()]
-    except GatewayError:
+    except GatewayError as exc:
+        log.warning("dashboard: experiments unavailable (%s)", exc)
         return []
 
 
@@ -190,6 +194,7 @@ def render(client: GatewayClient, name: str | None) -> tuple[str, list[list[str]
             results = client.results(name)
             message = summary(name, results)
         except GatewayError as exc:
+            log.warning("dashboard: results of %r unavailable (%s)", name, exc)
             results, message = {}, f"⚠️ {exc}"
     players, matrix = win_matrix(results)
     return (message, arm_rows(results),

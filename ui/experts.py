@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from ui.client import GatewayClient, GatewayError
 from ui.format import pretty_name
 from ui.streams import CompletionIds, Messages, Pair, Request, new_session_id, plain, stream_reply, stream_two
 
+log = logging.getLogger("empathy.ui")
 BLEND = "blend (slider)"
 DEFAULT_CHOICES = ["base", "empathy-sensibility", "empathy-rationality", BLEND, "empathy"]
 
@@ -59,7 +61,8 @@ def make_handlers(client: GatewayClient) -> dict[str, Any]:
     def refresh_choices() -> tuple[Any, Any]:
         try:
             choices = model_choices(client.models())
-        except GatewayError:
+        except GatewayError as exc:
+            log.warning("experts tab: model list unavailable (%s); offering the default models", exc)
             choices = DEFAULT_CHOICES
         return gr.update(choices=choices), gr.update(choices=choices)
 

@@ -13,10 +13,10 @@ from serve.lifecycle import engine_spec
 from serve.schemas import ERRORS, Reloaded
 from serve.state import Gateway, load_router, reload_catalog
 
-router = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
+api = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
 
 
-@router.post("/admin/reload", responses={200: {"model": Reloaded}})
+@api.post("/admin/reload", responses={200: {"model": Reloaded}})
 async def reload(request: Request) -> dict[str, Any]:
     gw: Gateway = request.app.state.gateway
     old_paths = dict(gw.catalog.paths)

@@ -16,8 +16,8 @@ from serve.sequential import CSConfig
 from serve.state import Gateway
 from serve.validation import read_json
 
-router = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
-admin = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
+api = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
+admin_api = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -31,18 +31,18 @@ def _get(gw: Gateway, name: str) -> Experiment:
     return gw.experiments[name]
 
 
-@router.get("/v1/experiments", responses={200: {"model": ExperimentList}})
+@api.get("/v1/experiments", responses={200: {"model": ExperimentList}})
 async def list_experiments(request: Request) -> dict[str, Any]:
     gw = _gateway(request)
     return {"object": "list", "data": [e.model_dump() for e in gw.experiments.values()]}
 
 
-@router.get("/v1/experiments/{name}", responses={200: {"model": Experiment}})
+@api.get("/v1/experiments/{name}", responses={200: {"model": Experiment}})
 async def get_experiment(name: str, request: Request) -> dict[str, Any]:
     return _get(_gateway(request), name).model_dump()
 
 
-@router.get("/v1/experiments/{name}/results", responses={200: {"model": ExperimentResults}})
+@api.get("/v1/experiments/{name}/results", responses={200: {"model": ExperimentResults}})
 async def results(name: str, request: Request) -> dict[str, Any]:
     """Per arm, from the experiment's own traffic since its creation: requests it assigned, and requests
     that named one of its arms."""
@@ -54,14 +54,14 @@ async def results(name: str, request: Request) -> dict[str, Any]:
     return await asyncio.to_thread(experiment_results, exp, data, sequential=cfg)
 
 
-@admin.post("/v1/experiments", responses={200: {"model": Experiment}})
+@admin_api.post("/v1/experiments", responses={200: {"model": Experiment}})
 async def create_experiment(request: Request) -> dict[str, Any]:
     gw = _gateway(request)
     exp = Experiment.model_validate(await read_json(request))
     return (await gw.put_experiment(exp)).model_dump()
 
 
-@admin.put("/v1/experiments/{name}", responses={200: {"model": Experiment}})
+@admin_api.put("/v1/experiments/{name}", responses={200: {"model": Experiment}})
 async def replace_experiment(name: str, request: Request) -> dict[str, Any]:
     gw = _gateway(request)
     exp = Experiment.model_validate(await read_json(request))
@@ -70,7 +70,7 @@ async def replace_experiment(name: str, request: Request) -> dict[str, Any]:
     return (await gw.put_experiment(exp)).model_dump()
 
 
-@admin.patch("/v1/experiments/{name}", responses={200: {"model": Experiment}})
+@admin_api.patch("/v1/experiments/{name}", responses={200: {"model": Experiment}})
 async def patch_experiment(name: str, request: Request) -> dict[str, Any]:
     gw = _gateway(request)
     patch = ExperimentPatch.model_validate(await read_json(request))
@@ -78,7 +78,7 @@ async def patch_experiment(name: str, request: Request) -> dict[str, Any]:
     return (await gw.put_experiment(Experiment.model_validate(exp.model_dump()))).model_dump()
 
 
-@admin.delete("/v1/experiments/{name}", responses={200: {"model": ExperimentDeleted}})
+@admin_api.delete("/v1/experiments/{name}", responses={200: {"model": ExperimentDeleted}})
 async def delete_experiment(name: str, request: Request) -> dict[str, Any]:
     """Remove an experiment (also one whose stored row is no longer valid). Its completions and feedback
     stay stored; an experiment created later under the same name counts only its own traffic."""

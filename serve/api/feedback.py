@@ -19,7 +19,7 @@ from serve.state import Gateway
 from serve.store import VoteRefused
 from serve.validation import read_json
 
-router = APIRouter(dependencies=[Depends(require_api_key)], responses=FEEDBACK_ERRORS)
+api = APIRouter(dependencies=[Depends(require_api_key)], responses=FEEDBACK_ERRORS)
 DAY = 86400.0
 
 
@@ -58,7 +58,7 @@ async def _vote(gw: Gateway, item: Pairwise, request: Request) -> int:
         raise refused(exc, now) from None
 
 
-@router.post("/v1/feedback", responses={200: {"model": FeedbackRecorded}})
+@api.post("/v1/feedback", responses={200: {"model": FeedbackRecorded}})
 async def post_feedback(request: Request) -> dict[str, object]:
     gw: Gateway = request.app.state.gateway
     item = Feedback.validate_python(await read_json(request))

@@ -13,10 +13,10 @@ from serve.auth import bearer, is_admin
 from serve.schemas import ERRORS, Health
 from serve.state import Gateway
 
-router = APIRouter()
+api = APIRouter()
 
 
-@router.get("/health", responses={200: {"model": Health}, 503: {"model": Health}})
+@api.get("/health", responses={200: {"model": Health}, 503: {"model": Health}})
 async def health(request: Request) -> JSONResponse:
     """Gateway and engines. Engines are numbered; their URL and PID only with the admin key."""
     gw: Gateway = request.app.state.gateway
@@ -33,7 +33,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+@api.get("/metrics", responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
                                          "description": "Prometheus text format"}, **ERRORS})
 async def metrics(request: Request) -> Response:
     check_access(request, "metrics_access")

@@ -26,10 +26,10 @@ from serve.schemas import (
 from serve.state import Gateway
 from serve.validation import check_chat, check_completion, read_json
 
-router = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
+api = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
 
 
-@router.get("/v1/models", responses={200: {"model": ModelList}})
+@api.get("/v1/models", responses={200: {"model": ModelList}})
 async def list_models(request: Request) -> dict[str, object]:
     """Served models, each with the sampling defaults the gateway adds to requests that leave them out."""
     gw: Gateway = request.app.state.gateway
@@ -58,11 +58,11 @@ async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Res
     return await unless_client_leaves(request.receive, forward(gw, call))
 
 
-@router.post("/v1/chat/completions", responses=completion_responses(ChatCompletion))
+@api.post("/v1/chat/completions", responses=completion_responses(ChatCompletion))
 async def chat_completions(request: Request) -> Response:
     return await _complete(request, "/v1/chat/completions", ChatCompletionRequest)
 
 
-@router.post("/v1/completions", responses=completion_responses(Completion))
+@api.post("/v1/completions", responses=completion_responses(Completion))
 async def completions(request: Request) -> Response:
     return await _complete(request, "/v1/completions", CompletionRequest)
