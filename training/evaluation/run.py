@@ -131,7 +131,8 @@ def generate_plans(settings: Settings, base_url: str, plans: Sequence[Planned],
 
     from training.evaluation.generate import generate
 
-    client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=600)
+    # A loaded CPU engine can take many minutes per reply; a timed-out request retried is work done twice.
+    client = OpenAI(base_url=base_url, api_key="EMPTY", timeout=3600, max_retries=0)
 
     def timed(plan: Planned) -> tuple[list[str], float]:
         started = time.monotonic()
