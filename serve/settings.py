@@ -76,6 +76,11 @@ class ServeSettings(BaseSettings):
     health_interval: float = Field(
         default=2.0, gt=0, description="Seconds between health checks of each vLLM engine."
     )
+    health_timeout: float = Field(
+        default=5.0, gt=0,
+        description="Seconds an engine's /health may take before the engine is taken out (an engine whose "
+        "process died refuses the connection and is taken out at once; a busy one answers slowly).",
+    )
     experiments_refresh: float = Field(
         default=5.0, gt=0,
         description="Seconds between reloads of the experiments from the store: an experiment created, "

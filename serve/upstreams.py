@@ -50,10 +50,12 @@ def pick(upstreams: list[Upstream], model: str | None = None,
 
 
 class UpstreamPool:
-    def __init__(self, upstreams: list[Upstream], client: httpx.AsyncClient, interval: float = 2.0) -> None:
+    def __init__(self, upstreams: list[Upstream], client: httpx.AsyncClient, interval: float = 2.0,
+                 timeout: float = 5.0) -> None:
         self.upstreams = upstreams
         self.client = client
         self.interval = interval
+        self.timeout = timeout  # a /health slower than this takes the engine out (a dead one refuses at once)
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -82,7 +84,8 @@ class UpstreamPool:
             ok, state = upstream.probe()
         else:
             try:
-                ok = (await self.client.get(f"{upstream.url}/health", timeout=2.0)).status_code == 200
+                resp = await self.client.get(f"{upstream.url}/health", timeout=self.timeout)
+                ok = resp.status_code == 200
             except httpx.HTTPError:
                 ok = False
             state = "ready" if ok else "down"
@@ -94,10 +97,14 @@ class UpstreamPool:
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(u) for u in self.upstreams))
 
-    async def _loop(self) -> None:
+    async def _watch(self, upstream: Upstream) -> None:
         while True:
-            await self.check_all()
             await asyncio.sleep(self.interval)
+            await self.check(upstream)
+
+    async def _loop(self) -> None:
+        """Each engine on its own clock: a slow answer of one never delays noticing that another died."""
+        await asyncio.gather(*(self._watch(u) for u in self.upstreams))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())

@@ -58,7 +58,16 @@ class Cluster:
     proxy_port: int
     target_port: int
     engine: Engine
+    supervisor: Any  # the session engine's: another test may have it restarting
     proxy: subprocess.Popen[str] | None = None
+
+    def wait_ready(self) -> None:
+        """The session engine up and both upstreams in on both gateways (a deadline, not a measurement)."""
+        self.supervisor.wait_ready(timeout=1500)
+        deadline = time.monotonic() + 120
+        while not all(u.healthy for g in self.gateways for u in g.gateway.pool.upstreams):
+            assert time.monotonic() < deadline, "the gateways never saw both upstreams healthy"
+            time.sleep(0.1)
 
     def start_proxy(self) -> None:
         self.proxy = subprocess.Popen([sys.executable, "-m", "tests.serve.tcp_proxy", str(self.proxy_port),
@@ -75,7 +84,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(postgres: Any, vllm_server: str, tiny_artifacts: Path, tiny_router: Any,
+def cluster(postgres: Any, vllm_server: str, engine_supervisor: Any, tiny_artifacts: Path, tiny_router: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from serve.app import create_app
 
@@ -83,7 +92,7 @@ def cluster(postgres: Any, vllm_server: str, tiny_artifacts: Path, tiny_router: 
     proxy_port = free_port()
     engine = make_engine(postgres.url(database))
     found = Cluster([], f"http://127.0.0.1:{proxy_port}", proxy_port, int(vllm_server.rsplit(":", 1)[1]),
-                    engine)
+                    engine, engine_supervisor)
     found.start_proxy()
     try:
         with ExitStack() as stack:
@@ -91,7 +100,8 @@ def cluster(postgres: Any, vllm_server: str, tiny_artifacts: Path, tiny_router: 
                 settings = make_settings(tmp_path_factory.mktemp(f"scale-gw{i}"), tiny_artifacts,
                                          store_url=postgres.url(database),
                                          upstreams=[vllm_server, found.proxied],
-                                         health_interval=HEALTH_INTERVAL, experiments_refresh=1.0)
+                                         health_interval=HEALTH_INTERVAL, experiments_refresh=1.0,
+                                         health_timeout=30.0)  # a loaded machine: slow is not dead
                 app = create_app(settings, router=tiny_router)
                 found.gateways.append(Running(stack.enter_context(serve_app(app)), app))
             yield found
@@ -134,7 +144,9 @@ async def _ask(client: AsyncOpenAI, convs: Conversations, c: int, t: int,
     if t != 1:
         reply = await client.chat.completions.create(**args)
         return reply.id, reply.model_extra["empathy"], reply.choices[0].message.content or ""
-    parts, cid, info = [], "", {}
+    parts: list[str] = []
+    info: dict[str, Any] = {}
+    cid = ""
     async for chunk in await client.chat.completions.create(stream=True, **args):
         cid, info = chunk.id, info or (chunk.model_extra or {}).get("empathy", {})
         parts += [ch.delta.content or "" for ch in chunk.choices]
@@ -249,6 +261,7 @@ def _check_stickiness(convs: Conversations, exp: Experiment) -> None:
 
 
 def test_fifty_conversations_over_two_gateways_share_one_store(cluster: Cluster, artifacts_dir: Path) -> None:
+    cluster.wait_ready()
     run = uuid.uuid4().hex[:6]
     exp = _create_experiment(cluster, f"scale-{run}")
     try:
@@ -345,6 +358,7 @@ def _wait_healthy(cluster: Cluster, since: float) -> float:
 
 @pytest.mark.last_in_module
 def test_killed_upstream_loses_only_its_in_flight_requests(cluster: Cluster, artifacts_dir: Path) -> None:
+    cluster.wait_ready()
     loaded = asyncio.run(_kill_under_load(cluster))
     outcomes: list[Outcome] = loaded["outcomes"]
     failed = [o for o in outcomes if o.error]
