@@ -20,6 +20,12 @@ import numpy as np
 
 from empathy.errors import ConfigError, ModelError
 
+# The names the gateway serves the artifacts under (`serve/catalog.py`), also asked for by training's eval.
+BASE_NAME = "base"
+ROUTED_NAME = "empathy"
+EXPERT_PREFIX = "empathy-"  # + the expert's subset
+MOE_NAME = "empathy-moe"  # the experts' token-level MoE (`<data_dir>/moe`), served by an engine of its own
+
 BLENDS_INDEX = "index.json"  # in the blends folder
 WEIGHT_DIGITS = 6  # blend weights are compared after rounding to this many digits
 EXPERTS = ("sensibility", "rationality", "full")

@@ -7,13 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from empathy.errors import ModelError
-from empathy.layout import Layout
+from empathy.layout import BASE_NAME, EXPERT_PREFIX, MOE_NAME, ROUTED_NAME, Layout
 
-BASE_NAME = "base"
-ROUTED_NAME = "empathy"
-EXPERT_PREFIX = "empathy-"
 EXPERT_WEIGHT = {"sensibility": 1.0, "rationality": 0.0}  # where an expert sits on the blend axis
-MOE_NAME = "empathy-moe"  # the experts' token-level MoE, served by an engine of its own (serve/moe_model.py)
 MOE_ARCHITECTURE = "EmpathyMoeForCausalLM"
 
 

@@ -41,8 +41,6 @@ KNOWN_BACK_EDGES = {
     # The MoE artifact format and LoRA packing, written by training and read by serve's vLLM model.
     ("serve.moe_model", "training.moe.artifact"): "MoE artifact format -> core",
     ("serve.moe_model", "training.moe.lora_pack"): "LoRA packing maths -> core",
-    # The vLLM engine moved to empathy/engine.py; serve/engine.py re-exports it until this import changes.
-    ("training.moe.serving", "serve.engine"): "import empathy.engine",
 }
 
 

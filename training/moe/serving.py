@@ -9,15 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from empathy.layout import MOE_NAME, Layout
+
 if TYPE_CHECKING:
     from empathy.settings import Settings
 
 log = logging.getLogger("empathy.moe")
-MOE_NAME = "empathy-moe"  # the served model name (the gateway's `serve.catalog.MOE_NAME`)
 
 
 def moe_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "moe"
+    return Layout(data_dir).moe
 
 
 def lists_moe(url: str) -> bool:
@@ -40,14 +41,11 @@ def moe_engine_url(settings: Settings, url: str | None) -> Iterator[str]:
     if url and lists_moe(url):
         yield f"{url.rstrip('/').removesuffix('/v1')}/v1"
         return
-    from serve.engine import EngineProcess, EngineSpec
+    from empathy.engine import EngineProcess, spec_from_settings
 
-    spec = EngineSpec(model=str(moe_dir(settings.data_dir).resolve()), served_name=MOE_NAME,
-                      port=settings.moe_vllm_port, max_model_len=settings.vllm_max_model_len,
-                      kvcache_gib=settings.vllm_kvcache_gib, dtype="float32",
-                      extra_args=tuple(settings.vllm_extra_args))
-    log_file = Path(settings.data_dir) / "logs" / "vllm-eval-moe.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    spec = spec_from_settings(settings, model=str(moe_dir(settings.data_dir).resolve()), served_name=MOE_NAME,
+                              port=settings.moe_vllm_port, dtype="float32")
+    log_file = Layout(settings.data_dir).log("vllm-eval-moe")
     engine = EngineProcess(spec, log_file=log_file)
     log.info("starting a vLLM engine for empathy-moe (log: %s)", log_file)
     engine.start()
