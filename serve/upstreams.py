@@ -61,8 +61,7 @@ class UpstreamPool:
     @contextlib.asynccontextmanager
     async def acquire(self, model: str | None = None,
                       avoid: frozenset[str] = frozenset()) -> AsyncIterator[Upstream]:
-        for probed in (u for u in self.upstreams if u.probe is not None):
-            probed.healthy, probed.state = probed.probe()  # type: ignore[misc]  # cheap: a flag read
+        self.refresh_probed()
         upstream = pick(self.upstreams, model, avoid)
         if upstream is None:
             states = ", ".join(f"{u.url} ({u.state})" for u in serving(self.upstreams, model))
@@ -72,6 +71,12 @@ class UpstreamPool:
             yield upstream
         finally:
             upstream.outstanding -= 1
+
+    def refresh_probed(self) -> None:
+        """Supervised engines: their health is the supervisor's flag, read now (cheap), not at the last
+        check, so a child that just died is out at once for requests and for `/health`."""
+        for probed in (u for u in self.upstreams if u.probe is not None):
+            probed.healthy, probed.state = probed.probe()  # type: ignore[misc]
 
     def mark_down(self, upstream: Upstream, reason: str) -> None:
         if upstream.healthy:

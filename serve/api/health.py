@@ -21,6 +21,8 @@ async def health(request: Request) -> JSONResponse:
     """Gateway and engines. Engines are numbered; their URL and PID only with the admin key."""
     gw: Gateway = request.app.state.gateway
     private = is_admin(request, bearer(request))
+    if gw.pool:
+        gw.pool.refresh_probed()
     engines: list[dict[str, Any]] = [u.describe(i, private) for i, u in enumerate(gw.pool.upstreams)] \
         if gw.pool else []
     if gw.supervisor is not None:
