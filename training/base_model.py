@@ -16,9 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-# resolve_base_model is re-exported for training/router/train.py and training/commands/moe.py (they should
-# import empathy.base_model.base_model_path instead).
-from empathy.base_model import WHEEL_SPEC, default_model_dir, resolve_base_model  # noqa: F401
+from empathy.base_model import WHEEL_SPEC, default_model_dir
 from empathy.errors import ModelError
 from empathy.layout import Layout
 

@@ -46,13 +46,13 @@ def job_from_settings(settings: Settings, max_steps: int | None = None, data_fil
                       rationality: Path | None = None) -> MoeJob:
     """The gate-training job the settings describe (defaults: the data dir's experts, the full subset and
     `<data_dir>/moe`); the one place settings become MoE training options (CLI and pipeline)."""
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.moe.train import MoeJob
     from training.sft_data import subset_path
 
     d = Path(settings.data_dir)
     return MoeJob(
-        base_model=resolve_base_model(settings.base_model, d),
+        base_model=base_model_path(settings),
         experts=(("sensibility", sensibility or d / "experts" / "sensibility"),
                  ("rationality", rationality or d / "experts" / "rationality")),
         data_file=data_file or subset_path(d, "full"), out_dir=out_dir or d / "moe",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from empathy.errors import DataError
+from empathy.layout import Layout
 from empathy.settings import Settings
 from selection.sample import Sample
 from serve.router import ENCODER_NAME, EXTRA_FEATURES, ContextEncoder, featurize
@@ -50,13 +51,13 @@ def judged_scores(subsets_dir: Path) -> tuple[dict[str, float], str]:
     the corpus split they come from (its manifest's; train without one)."""
     from training.sft_data import read_subset
 
-    path = subsets_dir / "full.jsonl"
+    path = Layout(subsets_dir.parent).subset("full")
     try:
         rows = read_subset(path)
     except DataError as exc:
         raise DataError(f"the router's reply-kind stage needs the judge's scores: {exc} Or set "
                         "EMPATHY_ROUTER_FEATURES=context (the router on context features only).") from exc
-    manifest = subsets_dir / "manifest.json"
+    manifest = Layout(subsets_dir.parent).subsets_manifest
     split = json.loads(manifest.read_text()).get("split", "train") if manifest.is_file() else "train"
     return {str(r["id"]): float(r[KIND_SCORE]) for r in rows if r.get(KIND_SCORE) is not None}, str(split)
 
@@ -82,7 +83,7 @@ def fit_reply_kind(settings: Settings, samples: Sequence[Sample], features: np.n
     never saw, goes into the report."""
     from selection.corpus import load_corpus
 
-    scores, split = judged_scores(settings.data_dir / "subsets")
+    scores, split = judged_scores(Layout(settings.data_dir).subsets)
     corpus = load_corpus(settings, split).samples
     pool, targets = kind_samples(corpus, scores, {s.conv_id for s in samples}, settings.router_kind_limit)
     log.info("router reply-kind stage: %d scored samples", len(pool))
@@ -103,9 +104,9 @@ def mean_reply_tokens(settings: Settings, samples: Sequence[Sample]) -> float:
     reply-level probabilities, `training.router.kind.fit_nll_head`)."""
     from transformers import AutoTokenizer
 
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.router.nll import reply_span
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model, settings.data_dir))
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path(settings))
     spans = [reply_span(tokenizer, s.messages(), max_tokens=settings.vllm_max_model_len - 1) for s in samples]
     return float(np.mean([span.end - span.start for span in spans])) if spans else 1.0

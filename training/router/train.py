@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from empathy.errors import DataError
+from empathy.layout import Layout
 from empathy.settings import Settings
 from selection.sample import Sample
 from serve.router import (
@@ -41,7 +42,7 @@ CHUNK = 64  # samples scored between two saves of the NLL cache
 
 
 def router_dir(data_dir: Path) -> Path:
-    return data_dir / "router"
+    return Layout(data_dir).router
 
 
 def subset_ids(data_dir: Path) -> set[str]:
@@ -112,10 +113,10 @@ def nll_scorer(settings: Settings, adapters: Sequence[GridAdapter], backend: str
     """A function conversations -> NLL rows, on a model (transformers) or an engine (vLLM) held open."""
     from transformers import AutoTokenizer
 
-    from training.base_model import resolve_base_model
+    from empathy.base_model import base_model_path
     from training.router.nll import reply_span
 
-    base = resolve_base_model(settings.base_model, settings.data_dir)
+    base = base_model_path(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
     names = [a.name for a in adapters]
 
