@@ -1,5 +1,5 @@
 """`empathy pipeline --profile quick|standard|smoke|paper`: base model -> judge -> select -> experts -> blends
--> router -> moe -> eval.
+-> router -> eval -> moe.
 
 Every step records a fingerprint of its inputs (settings, flags and the content of the files it reads) in
 `<data_dir>/pipeline/<step>.json`; a step whose fingerprint and outputs are unchanged is skipped, so running
@@ -308,8 +308,9 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
                       router_action(settings, profile, url)))
     from training.moe.pipeline_step import moe_step
 
-    steps.append(moe_step(settings, profile.name))  # the experts' token-level MoE: its gates only
-    return steps + eval_step(settings, profile, judge, url)
+    # The eval table comes before the MoE's gates: the release needs the first, not the second (the moe row
+    # comes from `empathy eval --model moe`).
+    return [*steps, *eval_step(settings, profile, judge, url), moe_step(settings, profile.name)]
 
 
 def summary_table(results: Sequence[StepResult]) -> str:
