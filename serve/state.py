@@ -77,13 +77,13 @@ class Gateway:
 
 def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
     """The trained router if `<data_dir>/router/` has one whose grid matches the served blends."""
+    from empathy.router import ARTIFACT_JSON, Router
+
     layout = Layout(data_dir)
     folder = layout.router
-    if not (folder / "router.json").is_file():
+    if not (folder / ARTIFACT_JSON).is_file():
         log.info("no router artifact in %s: model `empathy` uses the default blend", folder)
         return None
-    from serve.router import Router
-
     try:
         router = Router.load(folder)
         router.check_blends(catalog.grid, layout.blends_index)

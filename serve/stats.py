@@ -1,4 +1,5 @@
-"""Statistics of experiments: pure functions of counts and votes (unit-tested on known inputs)."""
+"""Statistics of experiments: pure functions of counts and votes (unit-tested on known inputs); the mean
+with a t interval is `empathy.stats.mean_ci`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 Z95 = 1.959963984540054
 
@@ -20,19 +20,6 @@ class Vote:
     a: str
     b: str
     winner: str
-
-
-def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float | int | None]:
-    """Mean with a Student-t confidence interval (None bounds with fewer than two values)."""
-    n = len(values)
-    if n == 0:
-        return {"n": 0, "mean": None, "low": None, "high": None}
-    mean = float(np.mean(values))
-    if n < 2:
-        return {"n": n, "mean": mean, "low": None, "high": None}
-    sem = float(np.std(values, ddof=1)) / math.sqrt(n)
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, n - 1)) * sem
-    return {"n": n, "mean": mean, "low": mean - half, "high": mean + half}
 
 
 def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:

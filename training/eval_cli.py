@@ -93,8 +93,8 @@ def probes_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import json
 
+    from empathy.router import Router
     from empathy.settings import get_settings
-    from serve.router import Router
     from training.evaluation.probes import DEFAULT_PROBES, read_probes, replies, router_report
 
     settings = get_settings(data_dir=args.data_dir)

@@ -69,10 +69,10 @@ def make_settings(tmp: Path, data_dir: Path, **overrides: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_router(tiny_artifacts: Path) -> Any:
-    """A real `serve.router.Router` (real MiniLM encoder) with fixed random weights over the served grid:
+    """A real `empathy.router.Router` (real MiniLM encoder) with fixed random weights over the served grid:
     the gateway runs it exactly as it runs a trained one."""
+    from empathy.router import EMBED_DIM, EXTRA_FEATURES, Router, RouterWeights
     from serve.catalog import load_catalog
-    from serve.router import EMBED_DIM, EXTRA_FEATURES, Router, RouterWeights
 
     grid = load_catalog(tiny_artifacts).grid
     dim = EMBED_DIM + len(EXTRA_FEATURES)

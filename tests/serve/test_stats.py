@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from empathy.stats import mean_ci
 from serve.experiments import Arm, Experiment
 from serve.results import arm_votes, experiment_results
-from serve.stats import Vote, bradley_terry, bt_with_bootstrap, mean_ci, pairwise_table, wilson, win_matrix
+from serve.stats import Vote, bradley_terry, bt_with_bootstrap, pairwise_table, wilson, win_matrix
 
 
 def test_mean_ci_matches_t_interval() -> None:

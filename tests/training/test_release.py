@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from empathy.errors import ModelError
-from serve.router import RouterWeights
+from empathy.router import RouterWeights, save_artifact
 from training.release import (
     SOURCE_MARK,
     has_local_experts,
@@ -20,7 +20,6 @@ from training.release import (
     pack_release,
     verify_release,
 )
-from training.router.train import save_artifact
 
 GRID = [0.0, 0.25, 0.5, 0.75, 1.0]
 

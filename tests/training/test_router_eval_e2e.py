@@ -43,7 +43,7 @@ def trained(settings: Settings, vllm_server: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_train_router_then_route(settings: Settings, trained: dict[str, Any]) -> None:
-    from serve.router import Router
+    from empathy.router import Router
     from training.router.grid import read_blend_grid
     from training.router.train import router_dir
 
@@ -62,7 +62,7 @@ def test_router_metrics_recomputed_from_cache_and_artifact(settings: Settings,
     """The reported held-out numbers, recomputed here from the cached NLL table: each fixed blend's and the
     oracle's mean NLL directly, the router's from a refit on the held-in rows; and the served artifact
     predicts what a fit on every row predicts (no train/serve skew in features or saved weights)."""
-    from serve.router import ContextEncoder, Router, featurize
+    from empathy.router import ContextEncoder, Router, featurize
     from training.router.cache import load_cache
     from training.router.fit import fit_softmax_regression, holdout_mask, soft_targets
     from training.router.grid import read_blend_grid
@@ -114,8 +114,8 @@ def kind_settings(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path
 def test_reply_kind_router_end_to_end(kind_settings: Settings, vllm_server: str) -> None:
     """The default router: the ridge context -> R on the scored replies outside the router's conversations,
     a line per blend, collapsed into the one softmax regression the gateway serves."""
+    from empathy.router import Router
     from selection.corpus import load_corpus
-    from serve.router import Router
     from training.router.grid import read_blend_grid
     from training.router.train import router_dir, router_samples, train_router
 

@@ -1,4 +1,4 @@
-"""Router maths on synthetic data, and the artifact round trip through `serve.router.Router`."""
+"""Router maths on synthetic data, and the artifact round trip through `empathy.router.Router`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from empathy.errors import ModelError
-from serve.router import Router, featurize
+from empathy.router import Router, featurize, save_artifact
 from training.router.cache import load_cache, save_cache
 from training.router.fit import (
     choose_l2,
@@ -19,7 +19,7 @@ from training.router.fit import (
     soft_targets,
     softmax_head,
 )
-from training.router.train import fit_router, save_artifact
+from training.router.train import fit_router
 
 GRID = [0.0, 0.5, 1.0]
 
@@ -114,7 +114,7 @@ def test_nll_cache_round_trip_and_grid_change(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Router]:
     """A router fitted on real features of a few conversations, saved and loaded back."""
-    from serve.router import ContextEncoder
+    from empathy.router import ContextEncoder
 
     encoder = ContextEncoder()
     convs = [[{"role": "user", "content": text}] for text in

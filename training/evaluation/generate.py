@@ -69,7 +69,7 @@ def moe_spec(data_dir: Path) -> ModelSpec:
 def routed_models(data_dir: Path, contexts: Sequence[Sequence[dict[str, str]]]
                   ) -> tuple[list[str], list[float]]:
     """The router's blend (served name and weight) for each context."""
-    from serve.router import Router
+    from empathy.router import Router
 
     layout = Layout(data_dir)
     router = Router.load(layout.router)

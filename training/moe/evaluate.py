@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def heldout_nll(settings: Settings, moe_dir: Path, batch_size: int = 8) -> dict[str, Any]:
     """Paired comparison of the MoE against the router, the best fixed blend and each expert."""
-    from serve.stats import mean_ci
+    from empathy.stats import mean_ci
     from training.router.cache import load_cache
     from training.router.train import router_dir
 
@@ -69,7 +69,7 @@ def trained_on(moe_dir: Path, ids: Sequence[str]) -> int:
 def moe_difference(result: dict[str, Any], other: dict[str, Any]) -> dict[str, Any] | None:
     """Paired mean of NLL(this MoE) - NLL(other MoE) over their common held-out samples (None if the
     results share none, e.g. an older result without per-sample NLLs)."""
-    from serve.stats import mean_ci
+    from empathy.stats import mean_ci
 
     mine, theirs = result.get("per_sample", {}), other.get("per_sample", {})
     common = [i for i in mine if i in theirs]

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from serve.router import RouterWeights, softmax
-from serve.stats import mean_ci
+from empathy.router import RouterWeights, softmax
+from empathy.stats import mean_ci
 
 
 def soft_targets(nll: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.router import RouterWeights
+from empathy.router import RouterWeights
 
 ALPHA_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from empathy.errors import DataError
 from empathy.layout import Layout
+from empathy.router import ENCODER_NAME, EXTRA_FEATURES, ContextEncoder, featurize
 from empathy.settings import Settings
 from selection.sample import Sample
-from serve.router import ENCODER_NAME, EXTRA_FEATURES, ContextEncoder, featurize
 from training.router.cache import FEATURES_FILE, load_cache, save_cache
 from training.router.fit import fold_of
 from training.router.kind import KindModel, choose_alpha, fit_kind, spearman

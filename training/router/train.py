@@ -15,16 +15,9 @@ import numpy as np
 
 from empathy.errors import DataError
 from empathy.layout import Layout
+from empathy.router import RouterWeights, save_artifact
 from empathy.settings import Settings
 from selection.sample import Sample
-from serve.router import (
-    ARTIFACT_JSON,
-    ARTIFACT_NPZ,
-    ENCODER_NAME,
-    EXTRA_FEATURES,
-    FORMAT_VERSION,
-    RouterWeights,
-)
 from training.router.cache import load_cache, save_cache
 from training.router.fit import (
     Head,
@@ -166,16 +159,6 @@ def fit_router(features: np.ndarray, nll: np.ndarray, conv_ids: Sequence[str], g
         "train": routing_metrics(weights.probs(features[~held]), nll[~held], grid),
     }
     return head(features, nll, conv_ids), metrics
-
-
-def save_artifact(folder: Path, grid: Sequence[float], weights: RouterWeights, meta: dict[str, Any]) -> Path:
-    """router.json + router.npz (the NLL table behind it stays in the cache, `training.router.cache`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / ARTIFACT_NPZ, mean=weights.mean, std=weights.std, W=weights.W, b=weights.b)
-    body = {"format_version": FORMAT_VERSION, "grid": list(grid), "encoder": ENCODER_NAME,
-            "extra_features": list(EXTRA_FEATURES), **meta}
-    (folder / ARTIFACT_JSON).write_text(json.dumps(body, indent=2))
-    return folder
 
 
 def resolve_backend(backend: str, url: str | None) -> str:
