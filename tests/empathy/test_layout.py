@@ -13,6 +13,7 @@ from empathy.errors import ConfigError, ModelError
 from empathy.layout import Layout, check_grid, grid_argmax, grid_weight
 from serve.catalog import load_catalog
 from training.evaluation.generate import blend_names
+from training.router.grid import read_blend_grid
 
 
 def _index(tmp_path: Path, weights: list[float], relative: bool = False) -> Layout:
@@ -51,11 +52,16 @@ def test_serve_and_training_read_the_same_grid(tmp_path: Path) -> None:
     _index(tmp_path, [1.0, 0.5, 0.0])
     catalog = load_catalog(tmp_path)
     assert catalog.blends == blend_names(tmp_path) == {0.0: "blend-2", 0.5: "blend-1", 1.0: "blend-0"}
+    adapters, rank = read_blend_grid(tmp_path)  # the router's trainer
+    assert {a.weight: a.name for a in adapters} == catalog.blends and rank == 16
+    assert [a.path for a in adapters] == [catalog.paths[a.name] for a in adapters]
 
 
 def test_no_index_is_none_a_broken_one_says_how_to_fix_it(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     assert layout.read_blends() is None
+    with pytest.raises(ModelError, match="empathy train blends"):
+        read_blend_grid(tmp_path)
     layout.blends.mkdir()
     layout.blends_index.write_text(json.dumps({"blends": [{"weight": 0.5}]}))
     with pytest.raises(ModelError, match="empathy train blends"):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from empathy.errors import ConfigError
+from empathy.layout import Layout
 from empathy.settings import Settings, get_settings
 
 LIMIT = 30  # router samples: enough for a two-sided hold-out split, seconds to score on the tiny model
@@ -45,11 +46,10 @@ def trained(settings: Settings, vllm_server: str) -> dict[str, Any]:
 def test_train_router_then_route(settings: Settings, trained: dict[str, Any]) -> None:
     from empathy.router import Router
     from training.router.grid import read_blend_grid
-    from training.router.train import router_dir
 
     adapters, _ = read_blend_grid(settings.data_dir)
     assert set(trained["metrics"]["heldout"]["fixed"]) == {"0", "0.25", "0.5", "0.75", "1"}
-    router = Router.load(router_dir(settings.data_dir))
+    router = Router.load(Layout(settings.data_dir).router)
     router.check_blends([a.weight for a in adapters])
     probs = router.predict([{"role": "user", "content": "I just lost my job and I'm scared."}])
     assert len(probs) == 5 and sum(probs) == pytest.approx(1.0, abs=1e-5)
@@ -66,11 +66,11 @@ def test_router_metrics_recomputed_from_cache_and_artifact(settings: Settings,
     from training.router.cache import load_cache
     from training.router.fit import fit_softmax_regression, holdout_mask, soft_targets
     from training.router.grid import read_blend_grid
-    from training.router.train import router_dir, router_samples
+    from training.router.train import router_samples
 
     adapters, _ = read_blend_grid(settings.data_dir)
     samples = router_samples(settings, "valid", LIMIT)
-    cached = load_cache(router_dir(settings.data_dir), [a.name for a in adapters])
+    cached = load_cache(Layout(settings.data_dir).router, [a.name for a in adapters])
     nll = np.array([cached[s.id] for s in samples])
     held = holdout_mask([s.conv_id for s in samples], settings.router_holdout)
     report = trained["metrics"]["heldout"]
@@ -85,7 +85,7 @@ def test_router_metrics_recomputed_from_cache_and_artifact(settings: Settings,
     assert report["router_argmax"] == pytest.approx(float(nll[held][np.arange(len(choice)), choice].mean()),
                                                     abs=1e-6)
     everything = fit_softmax_regression(features, targets, l2=settings.router_l2)
-    served = Router.load(router_dir(settings.data_dir)).predict_many([s.messages() for s in samples])
+    served = Router.load(Layout(settings.data_dir).router).predict_many([s.messages() for s in samples])
     np.testing.assert_allclose(served, everything.probs(features), atol=1e-4)
 
 
@@ -117,7 +117,7 @@ def test_reply_kind_router_end_to_end(kind_settings: Settings, vllm_server: str)
     from empathy.router import Router
     from selection.corpus import load_corpus
     from training.router.grid import read_blend_grid
-    from training.router.train import router_dir, router_samples, train_router
+    from training.router.train import router_samples, train_router
 
     assert kind_settings.router_features == "reply-kind"
     adapters, _ = read_blend_grid(kind_settings.data_dir)
@@ -129,7 +129,7 @@ def test_reply_kind_router_end_to_end(kind_settings: Settings, vllm_server: str)
     assert kind["split"] == "valid" and kind["n"] == sum(s.conv_id not in convs for s in scored) > 250
     assert "router_samples_spearman" not in kind and kind["tau"] > 1  # the router's samples are unscored
     assert meta["metrics"]["crossfit"]["n"] == LIMIT
-    router = Router.load(router_dir(kind_settings.data_dir))
+    router = Router.load(Layout(kind_settings.data_dir).router)
     probs = router.predict_many([[{"role": "user", "content": "My dog died."}]])
     assert probs.shape == (1, 5) and probs.sum() == pytest.approx(1.0, abs=1e-5)
 
@@ -141,11 +141,11 @@ def test_router_nll_cache_resumes_and_transformers_agrees(settings: Settings, tr
     connections), and transformers+PEFT (merged adapters, left padding) scores new rows like vLLM."""
     from training.router.cache import load_cache
     from training.router.grid import read_blend_grid
-    from training.router.train import nll_scorer, router_dir, router_samples, score_nll
+    from training.router.train import nll_scorer, router_samples, score_nll
 
     adapters, _ = read_blend_grid(settings.data_dir)
     samples = router_samples(settings, "valid", LIMIT)
-    cached = load_cache(router_dir(settings.data_dir), [a.name for a in adapters])
+    cached = load_cache(Layout(settings.data_dir).router, [a.name for a in adapters])
     assert {s.id for s in samples} <= set(cached)
     again = score_nll(settings, samples, adapters, "vllm", url="http://127.0.0.1:9")
     assert np.array_equal(again, np.array([cached[s.id] for s in samples]))

@@ -34,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from empathy.layout import Layout
     from empathy.logs import setup_logging
     from empathy.settings import get_settings
     from training.router.grid import expert_grid, read_blend_grid
-    from training.router.train import router_dir, train_router
+    from training.router.train import train_router
 
     settings = get_settings(data_dir=args.data_dir, router_temperature=args.temperature,
                             router_nll_backend=args.backend)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = train_router(settings, adapters, args.split, args.limit or settings.router_limit,
                         backend=settings.router_nll_backend, url=args.url)
     print(format_metrics(meta["metrics"]))
-    print(f"router saved in {router_dir(settings.data_dir)}")
+    print(f"router saved in {Layout(settings.data_dir).router}")
     return 0
 
 

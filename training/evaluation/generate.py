@@ -11,7 +11,7 @@ from typing import Any
 
 from empathy.errors import ConfigError, ModelError
 from empathy.layout import Layout, grid_argmax, grid_weight
-from training.router.grid import EXPERT_NAMES, blends_index_path
+from training.router.grid import EXPERT_NAMES
 
 MODEL_CHOICES = ("base", "full", "sensibility", "rationality", "routed", "blend:<weight>", "moe")
 
@@ -51,7 +51,7 @@ def parse_model(spec: str, data_dir: Path) -> ModelSpec:
         names = blend_names(data_dir)
         if weight not in names:
             raise ConfigError(f"--model {spec!r}: no blend with weight {weight:g}; the grid in "
-                              f"{blends_index_path(data_dir)} has {sorted(names)}.")
+                              f"{Layout(data_dir).blends_index} has {sorted(names)}.")
         return ModelSpec(f"blend:{weight:g}", names[weight])
     raise ConfigError(f"--model {spec!r} is not one of {', '.join(MODEL_CHOICES)}.")
 

@@ -27,13 +27,15 @@ if TYPE_CHECKING:
 
 def heldout_nll(settings: Settings, moe_dir: Path, batch_size: int = 8) -> dict[str, Any]:
     """Paired comparison of the MoE against the router, the best fixed blend and each expert."""
+    from empathy.layout import Layout
+    from empathy.router import ARTIFACT_JSON
     from empathy.stats import mean_ci
     from training.router.cache import load_cache
-    from training.router.train import router_dir
 
-    meta = json.loads((router_dir(settings.data_dir) / "router.json").read_text())
+    folder = Layout(settings.data_dir).router
+    meta = json.loads((folder / ARTIFACT_JSON).read_text())
     samples, held, probs = _router_heldout(settings, meta)
-    rows = load_cache(router_dir(settings.data_dir), meta["adapters"])
+    rows = load_cache(folder, meta["adapters"])
     test = [s for s, h in zip(samples, held, strict=True) if h]
     nll = np.array([rows[s.id] for s in test])
     grid = [float(w) for w in meta["grid"]]
@@ -82,13 +84,14 @@ def _router_heldout(settings: Settings, meta: dict[str, Any]) -> tuple[list[Any]
     """The router's samples, its held-out mask and, for the held-out ones, the probabilities of the router
     refit on the held-in part as `fit_router` does for its held-out metrics (either router kind: a
     softmax regression on the context features, or the reply-kind model with its NLL head)."""
+    from empathy.layout import Layout
     from training.router.cache import load_cache
     from training.router.fit import holdout_mask, softmax_head
     from training.router.kind import fit_nll_head
     from training.router.kind_data import context_features, fit_reply_kind, mean_reply_tokens
-    from training.router.train import router_dir, router_samples
+    from training.router.train import router_samples
 
-    folder = router_dir(settings.data_dir)
+    folder = Layout(settings.data_dir).router
     samples = router_samples(settings, meta["split"], meta["n_samples"])
     conv_ids = [s.conv_id for s in samples]
     held = holdout_mask(conv_ids, meta["holdout"])

@@ -34,10 +34,6 @@ log = logging.getLogger("empathy.router")
 CHUNK = 64  # samples scored between two saves of the NLL cache
 
 
-def router_dir(data_dir: Path) -> Path:
-    return Layout(data_dir).router
-
-
 def subset_ids(data_dir: Path) -> set[str]:
     """Ids of the samples the experts were trained on: the router must not learn from the experts' own data.
 
@@ -46,10 +42,11 @@ def subset_ids(data_dir: Path) -> set[str]:
     """
     from training.sft_data import file_sha256, read_subset, take
 
+    layout = Layout(data_dir)
     ids: set[str] = set()
-    for path in sorted((data_dir / "subsets").glob("*.jsonl")):
+    for path in sorted(layout.subsets.glob("*.jsonl")):
         rows = read_subset(path) if path.stat().st_size else []
-        meta_file = data_dir / "experts" / path.stem / "empathy_meta.json"
+        meta_file = layout.expert(path.stem) / "empathy_meta.json"
         if meta_file.is_file():
             meta = json.loads(meta_file.read_text())
             if meta.get("subset_sha256") == file_sha256(path):
@@ -80,7 +77,7 @@ def score_nll(settings: Settings, samples: Sequence[Sample], adapters: Sequence[
     Scored in chunks that are saved as they finish (see `training.router.cache`): rows already in the
     cache are not scored again.
     """
-    folder = router_dir(settings.data_dir)
+    folder = Layout(settings.data_dir).router
     names = [a.name for a in adapters]
     rows = load_cache(folder, names)
     todo = [s for s in samples if s.id not in rows]
@@ -181,7 +178,7 @@ def train_router(settings: Settings, adapters: Sequence[GridAdapter], split: str
     log.info("router: %d %s samples x %d blends (%s)", len(samples), split, len(adapters), backend)
     nll = score_nll(settings, samples, adapters, backend, url, batch_size=settings.router_nll_batch_size)
     scored = time.monotonic()
-    folder = router_dir(settings.data_dir)
+    folder = Layout(settings.data_dir).router
     features = context_features(folder, samples)
     conv_ids, grid = [s.conv_id for s in samples], [a.weight for a in adapters]
     if settings.router_features == "reply-kind":
