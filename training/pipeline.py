@@ -141,25 +141,14 @@ def selection_split(profile: Profile, scores: Path | None) -> str:
 
 def select_action(settings: Settings, profile: Profile, judge: str | None, scores: Path | None
                   ) -> Callable[[], None]:
-    """Score (or import scores) and write the subsets, through selection's own commands."""
-    common = ["--data-dir", str(settings.data_dir), "--corpus", str(settings.corpus_path)]
-
+    """Score (or import scores) and write the subsets, through selection's own services."""
     def action() -> None:
-        from selection.commands import split as split_cmd
+        from selection.commands.split import manifest_text, write_split
 
-        spec = select_judge(settings, judge, scores, profile, common)
-        _check(split_cmd.main(["--split", selection_split(profile, scores), "--judge", spec, *common]),
-               "select split")
+        spec = select_judge(settings, judge, scores, profile)
+        print(manifest_text(*write_split(settings, selection_split(profile, scores), spec)))
 
     return action
-
-
-def _check(code: int, what: str) -> None:
-    if code != 0:
-        from empathy.errors import EmpathyError
-
-        raise EmpathyError(f"pipeline step {what} failed with exit code {code}; see {what}'s messages in "
-                           "the pipeline log.")
 
 
 def default_judge(settings: Settings, judge: str | None) -> str:
@@ -170,20 +159,19 @@ def default_judge(settings: Settings, judge: str | None) -> str:
     return ensure_default_judge(settings)
 
 
-def select_judge(settings: Settings, judge: str | None, scores: Path | None, profile: Profile,
-                 common: list[str]) -> str:
+def select_judge(settings: Settings, judge: str | None, scores: Path | None, profile: Profile) -> str:
     """Store scores for the selection split; returns the judge id whose scores `select split` uses."""
     if scores is not None:
-        from selection.commands import import_scores
+        from selection.commands.import_scores import import_scores, summary_text
         from selection.importers import JUDGE_IDS
 
-        _check(import_scores.main([str(scores), "--split", SCORES_SPLIT, *common]), "import scores")
+        print(summary_text(import_scores(settings, scores, SCORES_SPLIT)))
         return JUDGE_IDS["efficient-empathy"][0]
-    from selection.commands import score
+    from selection.commands.score import score_split
+    from selection.commands.score import summary_text as score_text
 
     spec = default_judge(settings, judge)
-    limit = ["--limit", str(profile.select_limit)] if profile.select_limit else []
-    _check(score.main(["--split", profile.select_split, "--judge", spec, *limit, *common]), "select score")
+    print(score_text(score_split(settings, profile.select_split, spec, profile.select_limit or None)))
     return spec
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from selection.commands.common import add_corpus_args, load_split, open_store, settings_from
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,28 +24,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def import_scores(settings: Settings, path: Path, split: str, fmt: str = "efficient-empathy"
+                  ) -> dict[str, Any]:
+    """Store the released scores in `path` (format `fmt`) for the samples of `split` as their judge's
+    scores; what was imported (judge, version, match report)."""
     from empathy.errors import DataError
-    from empathy.logs import setup_logging
     from selection.importers import IMPORTERS, JUDGE_IDS
+
+    if fmt not in IMPORTERS:
+        raise DataError(f"unknown scores format {fmt!r} (--format); known: {sorted(IMPORTERS)}.")
+    samples = load_split(settings, split).samples
+    scores, report = IMPORTERS[fmt](path, samples)
+    judge_id, version = JUDGE_IDS[fmt]
+    open_store(settings).put_many(scores, judge_id, version, split)
+    return {"judge": judge_id, "version": version, "split": split, "samples": len(samples),
+            **report.to_json()}
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    rate = summary["matched"] / summary["items"] if summary["items"] else 0.0
+    lines = [f"imported {summary['matched']} of {summary['items']} items ({rate:.2%}) as judge "
+             f"{summary['judge']} ({summary['version']}); unmatched {summary['unmatched']}, ambiguous "
+             f"{summary['ambiguous']}, unparsable {summary['unparsable']}, "
+             f"duplicates {summary['duplicates']}"]
+    return "\n".join(lines + [f"  {example}" for example in summary["examples"]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from empathy.logs import setup_logging
 
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
     setup_logging(settings.log_level)
-    if args.format not in IMPORTERS:
-        raise DataError(f"unknown scores format {args.format!r} (--format); known: {sorted(IMPORTERS)}.")
-    samples = load_split(settings, args.split).samples
-    scores, report = IMPORTERS[args.format](args.path, samples)
-    judge_id, version = JUDGE_IDS[args.format]
-    open_store(settings).put_many(scores, judge_id, version, args.split)
-    summary = {"judge": judge_id, "version": version, "split": args.split, "samples": len(samples),
-               **report.to_json()}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"imported {report.matched} of {report.items} items ({report.match_rate:.2%}) as judge "
-              f"{judge_id} ({version}); unmatched {report.unmatched}, ambiguous {report.ambiguous}, "
-              f"unparsable {report.unparsable}, duplicates {report.duplicates}")
-        for example in report.examples:
-            print(f"  {example}")
+    summary = import_scores(settings, args.path, args.split, args.format)
+    print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return 0

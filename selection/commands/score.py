@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
 
 from selection.commands.common import add_corpus_args, load_split, open_store, settings_from
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,38 +35,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> dict[str, object]:
+def score_split(settings: Settings, split: str, judge: str, limit: int | None = None, progress: bool = True
+                ) -> dict[str, Any]:
+    """Score the samples of `split` (its first `limit`) with the judge `judge` (a --judge spec) into the
+    store; resumable: what the store holds for this judge and version is not asked again. The run's
+    summary."""
+    import asyncio
+
+    return asyncio.run(_score(settings, split, judge, limit, progress))
+
+
+async def _score(settings: Settings, split: str, judge: str, limit: int | None, progress: bool
+                 ) -> dict[str, Any]:
     from selection.judges import make_judge
     from selection.scoring import run_scoring
 
-    settings = settings_from(args, judge_url=args.judge_url, judge_model=args.judge_model,
-                             judge_api_key=args.judge_api_key, judge_concurrency=args.concurrency)
-    samples = load_split(settings, args.split).samples
-    if args.limit is not None:
-        samples = samples[: max(0, args.limit)]
+    samples = load_split(settings, split).samples
+    if limit is not None:
+        samples = samples[: max(0, limit)]
     store = open_store(settings)
-    judge = make_judge(args.judge, settings)
+    scorer = make_judge(judge, settings)
     try:
-        summary = await run_scoring(judge, samples, store, split=args.split, progress=not args.no_progress)
+        summary = await run_scoring(scorer, samples, store, split=split, progress=progress)
     finally:
-        await judge.aclose()
+        await scorer.aclose()
     return summary.to_json()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import asyncio
+def summary_text(result: dict[str, Any]) -> str:
+    lines = [f"judge {result['judge_id']} ({result['version']}): {result['total']} samples, "
+             f"{result['skipped']} already stored, asked {result['asked']}: {result['ok']} ok, "
+             f"{result['failed']} failed"]
+    return "\n".join(lines + [f"  failed {failure}" for failure in result["failures"]])
 
+
+def main(argv: list[str] | None = None) -> int:
     from empathy.logs import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
-    result = asyncio.run(_run(args))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"judge {result['judge_id']} ({result['version']}): {result['total']} samples, "
-              f"{result['skipped']} already stored, asked {result['asked']}: {result['ok']} ok, "
-              f"{result['failed']} failed")
-        for failure in result["failures"]:  # type: ignore[attr-defined]
-            print(f"  failed {failure}")
+    settings = settings_from(args, judge_url=args.judge_url, judge_model=args.judge_model,
+                             judge_api_key=args.judge_api_key, judge_concurrency=args.concurrency)
+    result = score_split(settings, args.split, args.judge, args.limit, progress=not args.no_progress)
+    print(json.dumps(result, indent=2) if args.json else summary_text(result))
     return 0

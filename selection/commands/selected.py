@@ -57,14 +57,26 @@ def selected_scores(store: ScoreStore, spec: str, version: str | None, samples: 
     return Selected(items, meta)
 
 
-def selected_from_args(args: Any) -> tuple[Settings, Selected]:
-    """Settings and selected scores from the parsed flags that `split` and `report` share."""
+def rule_settings(args: Any) -> Settings:
+    """The settings the flags of `split` and `report` ask for (the rule's thresholds too), logging set up."""
     from empathy.logs import setup_logging
-    from selection.commands.common import load_split, open_store, settings_from
+    from selection.commands.common import settings_from
 
     settings = settings_from(args, sensibility_threshold=args.sensibility_threshold,
                              rationality_threshold=args.rationality_threshold)
     setup_logging(settings.log_level)
-    samples = load_split(settings, args.split).samples
-    return settings, selected_scores(open_store(settings), args.judge, args.version, samples, settings,
-                                     args.split)
+    return settings
+
+
+def select_split(settings: Settings, judge: str, version: str | None, split: str) -> Selected:
+    """The selection rule applied to `judge`'s stored scores (`version`, default the latest) of `split`."""
+    from selection.commands.common import load_split, open_store
+
+    samples = load_split(settings, split).samples
+    return selected_scores(open_store(settings), judge, version, samples, settings, split)
+
+
+def selected_from_args(args: Any) -> tuple[Settings, Selected]:
+    """Settings and selected scores from the parsed flags that `split` and `report` share."""
+    settings = rule_settings(args)
+    return settings, select_split(settings, args.judge, args.version, args.split)

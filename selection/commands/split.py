@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from empathy.layout import Layout
 from selection.commands.common import add_corpus_args
+
+if TYPE_CHECKING:
+    from empathy.settings import Settings
 
 
 def add_rule_args(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from selection.commands.selected import selected_from_args
+def write_split(settings: Settings, split: str, judge: str, version: str | None = None,
+                out: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Apply the selection rule to `judge`'s stored scores of `split` and write the subsets as JSONL to
+    `out` (default `<data_dir>/subsets`): the folder and its manifest."""
+    from selection.commands.selected import select_split
     from selection.subsets import write_subsets
 
+    chosen = select_split(settings, judge, version, split)
+    folder = out or Layout(settings.data_dir).subsets
+    return folder, write_subsets(folder, chosen.items, chosen.meta)
+
+
+def manifest_text(folder: Path, manifest: dict[str, Any]) -> str:
+    counts, fractions = manifest["counts"], manifest["fractions"]
+    return (f"{folder}: " + ", ".join(f"{name} {counts[name]} ({fractions[name]:.1%})" for name in fractions)
+            + f", full {counts['full']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selection.commands.selected import rule_settings
+
     args = build_parser().parse_args(argv)
-    settings, chosen = selected_from_args(args)
-    out = args.out or settings.data_dir / "subsets"
-    manifest = write_subsets(out, chosen.items, chosen.meta)
-    if args.json:
-        print(json.dumps(manifest, indent=2))
-    else:
-        counts, fractions = manifest["counts"], manifest["fractions"]
-        print(f"{out}: " + ", ".join(f"{name} {counts[name]} ({fractions[name]:.1%})" for name in fractions)
-              + f", full {counts['full']}")
+    folder, manifest = write_split(rule_settings(args), args.split, args.judge, args.version, args.out)
+    print(json.dumps(manifest, indent=2) if args.json else manifest_text(folder, manifest))
     return 0

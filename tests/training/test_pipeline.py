@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from training.pipeline import PROFILES, Step, fingerprint, run_steps, summary_table
 
 
@@ -52,3 +54,22 @@ def test_profiles_and_summary() -> None:
 
     table = summary_table([StepResult("select", "ran", 12.34), StepResult("blends", "skipped", 0.0)])
     assert "| select | ran | 12.3 |" in table and "| total | | 12.3 |" in table
+
+
+def test_select_step_imports_scores_and_writes_the_subsets(tmp_path: Path, corpus_dir: Path,
+                                                           paper_scores_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The select step calls selection's services (no argv round trip) and prints what their commands do."""
+    import json
+
+    from empathy.settings import get_settings
+    from training.pipeline import plan
+
+    settings = get_settings(data_dir=str(tmp_path), corpus_path=str(corpus_dir))
+    steps = {s.name: s for s in plan(settings, PROFILES["quick"], None, paper_scores_path, None)}
+    steps["select"].action()
+    out = capsys.readouterr().out
+    assert "as judge efficient-empathy-chatgpt" in out and f"{tmp_path / 'subsets'}: sensibility" in out
+    manifest = json.loads((tmp_path / "subsets" / "manifest.json").read_text())
+    assert manifest["judge"] == "efficient-empathy-chatgpt" and manifest["split"] == "valid"
+    assert steps["select"].outputs == [tmp_path / "subsets" / "manifest.json"]
