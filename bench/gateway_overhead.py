@@ -1,18 +1,29 @@
-"""Gateway overhead: the same chat load against vLLM directly and through the gateway, on one engine.
+"""Gateway overhead: the same streamed chat load on one vLLM engine, directly and through the gateway.
 
-    .venv/bin/python bench/gateway_overhead.py [--upstream http://127.0.0.1:8001] [--requests 64]
+    .venv/bin/python bench/gateway_overhead.py [--upstream http://127.0.0.1:8001] [--rounds 12]
+        [--requests 16] [--baseline REF] [--profile]
 
-Without --upstream the gateway (`empathy serve`, its own process, as in production) starts and supervises
-one vLLM child on the base model, and the load goes to that child directly and through the gateway; at the
-end the gateway gets SIGTERM and the script checks the child is gone. Prints throughput and p50/p95 time
-to first token for both paths at each concurrency (median over --rounds runs of each path, in ABBA
-order), and the ratios.
+Without --upstream the script starts its own engine (`empathy serve --engine-only` on --model, by default
+the README's base model SmolLM2-135M-Instruct, no adapters) and stops it at the end. Every gateway is an
+`empathy serve --upstream` process of its own, as in production: `gateway` runs this work tree;
+`--baseline REF` adds `baseline`, the same packages at git REF (extracted with `git archive`), so a change is
+measured before and after in one run on the same engine.
+
+Each round runs every path once at one concurrency, in ABBA order (direct, gateway, baseline; then
+baseline, gateway, direct) so a drift of the machine's load hits every path alike. Per round the paired
+statistics are the throughput ratio gateway/direct (tokens/s) and the TTFT p50 difference gateway - direct;
+printed as their mean over rounds with a 95% t-interval (the ratio's on the log scale). The gateway's own
+CPU (utime + stime from /proc/<pid>/stat) is divided by the tokens it streamed in each run: CPU seconds per
+1,000 tokens. `--profile` records each gateway with py-spy during one extra run (collapsed stacks and the
+top functions by own time in bench/out/). Numbers are written to bench/out/gateway_overhead-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import signal
 import socket
@@ -21,15 +32,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+PACKAGES = ("empathy", "serve", "ui", "selection", "training")
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "I just found out my best friend is moving to another country."}]
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
@@ -45,7 +63,10 @@ async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
     return (ttft if ttft is not None else time.perf_counter() - started), tokens
 
 
-async def load(base_url: str, requests: int, concurrency: int, max_tokens: int) -> dict[str, float]:
+async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
+               cpu: Callable[[], float]) -> dict[str, float]:
+    """One run: `requests` streamed chats, `concurrency` at a time, after `concurrency` warm-up requests;
+    `cpu()` is read around the timed part."""
     client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench", max_retries=0, timeout=600)
     sem = asyncio.Semaphore(concurrency)
 
@@ -53,14 +74,21 @@ async def load(base_url: str, requests: int, concurrency: int, max_tokens: int) 
         async with sem:
             return await one(client, max_tokens)
 
-    await asyncio.gather(*(guarded() for _ in range(min(concurrency, 4))))  # warm-up
-    started = time.perf_counter()
+    await asyncio.gather(*(guarded() for _ in range(concurrency)))  # warm-up: connections open
+    cpu_before, started = cpu(), time.perf_counter()
     results = await asyncio.gather(*(guarded() for _ in range(requests)))
-    wall = time.perf_counter() - started
+    wall, cpu_used = time.perf_counter() - started, cpu() - cpu_before
     await client.close()
     ttfts = sorted(r[0] * 1000 for r in results)
-    return {"req_s": requests / wall, "tok_s": sum(r[1] for r in results) / wall,
+    tokens = sum(r[1] for r in results)
+    return {"req_s": requests / wall, "tok_s": tokens / wall, "cpu_s_per_1k_tok": cpu_used / tokens * 1000,
             "ttft_p50_ms": statistics.median(ttfts), "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
 def free_port() -> int:
@@ -69,9 +97,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float) -> None:
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the process behind {url} exited ({proc.returncode}); see its output above")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -81,79 +111,233 @@ def wait_http(url: str, timeout: float) -> None:
     raise SystemExit(f"{url} did not become healthy in {timeout:.0f}s")
 
 
-ADMIN_KEY = "bench-admin"
+def start_engine(model: str, port: int, data_dir: str) -> subprocess.Popen[bytes]:
+    """`empathy serve --engine-only` (vLLM in its own process group, log in `data_dir`/engine.log)."""
+    cmd = [sys.executable, "-m", "empathy", "serve", "--engine-only", "--host", "127.0.0.1",
+           "--vllm-port", str(port), "--base-model", model, "--data-dir", data_dir]
+    with open(f"{data_dir}/engine.log", "wb") as log:
+        print(f"engine starting (log {data_dir}/engine.log)", file=sys.stderr)
+        return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_gateway(port: int, data_dir: str, upstream: str | None, model: str,
-                  vllm_port: int) -> subprocess.Popen[bytes]:
+def start_gateway(tree: Path, port: int, data_dir: str, upstream: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "EMPATHY_LOG_LEVEL": "WARNING", "EMPATHY_STORE_URL": f"sqlite:///{data_dir}/bench.db",
-           "EMPATHY_ADMIN_KEY": ADMIN_KEY,  # /health shows the engine's PID to the admin only
            # the same sampling on both paths: no gateway defaults added to the gateway's requests
            "EMPATHY_SAMPLING_DEFAULTS": '{"temperature": null, "top_p": null, "repetition_penalty": null, '
                                         '"max_tokens": null}'}
-    cmd = [sys.executable, "-m", "empathy", "serve", "--port", str(port), "--data-dir", data_dir, "--no-ui"]
-    cmd += ["--upstream", upstream] if upstream else ["--base-model", model, "--vllm-port", str(vllm_port)]
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "empathy", "serve", "--port", str(port), "--data-dir", data_dir, "--no-ui",
+           "--upstream", upstream]
+    return subprocess.Popen(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL)
 
 
-def stop_gateway(gateway: subprocess.Popen[bytes], child_pid: int | None) -> None:
-    """SIGTERM the gateway, as a process manager would, and check its vLLM child went with it."""
-    gateway.send_signal(signal.SIGTERM)
-    gateway.wait(60)
-    if child_pid is not None:
-        time.sleep(1)
-        try:
-            os.kill(child_pid, 0)
-            print(f"\nWARNING: vLLM child {child_pid} outlived the gateway")
-        except ProcessLookupError:
-            print(f"\ngateway stopped by SIGTERM (exit {gateway.returncode}); vLLM child {child_pid} is gone")
+def commit_of(ref: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+def extract(ref: str, into: Path) -> str:
+    """The project's packages at git `ref` in `into` (a gateway started there imports them); its commit."""
+    archive = subprocess.run(["git", "archive", ref, *PACKAGES], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit_of(ref)
 
 
-def report(concurrency: int, direct: dict[str, float], gateway: dict[str, float]) -> None:
-    print(f"\nconcurrency {concurrency}")
-    print(f"  {'':8} {'req/s':>8} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12}")
-    for name, r in (("direct", direct), ("gateway", gateway)):
-        print(f"  {name:8} {r['req_s']:8.2f} {r['tok_s']:8.1f} {r['ttft_p50_ms']:12.1f} "
-              f"{r['ttft_p95_ms']:12.1f}")
-    print(f"  throughput ratio gateway/direct: {gateway['tok_s'] / direct['tok_s']:.3f}   "
-          f"TTFT p50 delta: {gateway['ttft_p50_ms'] - direct['ttft_p50_ms']:+.1f} ms")
+@dataclass
+class Path_:
+    """One way to the engine: its URL and the process whose CPU is counted (None: direct)."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes] | None = None
+    runs: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+
+def run_once(path: Path_, concurrency: int, args: argparse.Namespace) -> dict[str, float]:
+    proc = path.proc
+    cpu = (lambda: cpu_seconds(proc.pid)) if proc else (lambda: 0.0)
+    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu))
+
+
+def rounds(paths: list[Path_], concurrency: int, args: argparse.Namespace) -> None:
+    for i in range(args.rounds):
+        for path in paths if i % 2 == 0 else reversed(paths):
+            path.runs.setdefault(concurrency, []).append(run_once(path, concurrency, args))
+        print(f"  c={concurrency} round {i + 1}/{args.rounds} done", file=sys.stderr)
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and its 95% t-interval (degenerate with fewer than two values)."""
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def paired(a: list[dict[str, float]], b: list[dict[str, float]]) -> dict[str, float]:
+    """Paired over rounds: throughput ratio a/b (geometric mean, interval on the log scale) and the TTFT
+    p50 difference a - b in ms."""
+    ratio = t_interval([math.log(x["tok_s"] / y["tok_s"]) for x, y in zip(a, b, strict=True)])
+    ttft = t_interval([x["ttft_p50_ms"] - y["ttft_p50_ms"] for x, y in zip(a, b, strict=True)])
+    return {"ratio": math.exp(ratio[0]), "ratio_low": math.exp(ratio[1]), "ratio_high": math.exp(ratio[2]),
+            "ttft_diff_ms": ttft[0], "ttft_diff_low": ttft[1], "ttft_diff_high": ttft[2]}
+
+
+def summary(paths: list[Path_], concurrency: int) -> dict[str, Any]:
+    direct = paths[0].runs[concurrency]
+    out: dict[str, Any] = {"paths": {}, "vs_direct": {}, "vs_baseline": None}
+    for p in paths:
+        runs = p.runs[concurrency]
+        row = {k: statistics.median(r[k] for r in runs) for k in ("tok_s", "ttft_p50_ms", "ttft_p95_ms")}
+        if p.proc:
+            row["cpu_s_per_1k_tok"], row["cpu_low"], row["cpu_high"] = t_interval(
+                [r["cpu_s_per_1k_tok"] for r in runs])
+            out["vs_direct"][p.name] = paired(runs, direct)
+        out["paths"][p.name] = row
+    if len(paths) == 3:
+        out["vs_baseline"] = paired(paths[1].runs[concurrency], paths[2].runs[concurrency])
+    return out
+
+
+def report(concurrency: int, s: dict[str, Any]) -> None:
+    print(f"\nconcurrency {concurrency} (medians over rounds)")
+    cpu_head = "gateway CPU s / 1k tok [95%]"
+    print(f"  {'':9} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12} {cpu_head:>30}")
+    for name, r in s["paths"].items():
+        cpu = (f"{r['cpu_s_per_1k_tok']:.3f} [{r['cpu_low']:.3f}, {r['cpu_high']:.3f}]"
+               if "cpu_s_per_1k_tok" in r else "")
+        print(f"  {name:9} {r['tok_s']:8.1f} {r['ttft_p50_ms']:12.1f} {r['ttft_p95_ms']:12.1f} {cpu:>30}")
+    pairs = [(f"{n}/direct", v) for n, v in s["vs_direct"].items()]
+    pairs += [("gateway/baseline", s["vs_baseline"])] if s["vs_baseline"] else []
+    for label, v in pairs:
+        print(f"  {label:17} throughput ratio {v['ratio']:.4f} [{v['ratio_low']:.4f}, {v['ratio_high']:.4f}]"
+              f"   TTFT p50 diff {v['ttft_diff_ms']:+.2f} ms [{v['ttft_diff_low']:+.2f}, "
+              f"{v['ttft_diff_high']:+.2f}]")
+
+
+def top_functions(collapsed: Path, n: int = 25) -> list[str]:
+    """The functions with the most own samples in py-spy's collapsed stacks, with their share."""
+    own: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            own[stack.split(";")[-1]] += int(count)
+    total = sum(own.values()) or 1
+    return [f"{100 * c / total:5.1f}%  {frame}" for frame, c in own.most_common(n)]
+
+
+def profile(path: Path_, concurrency: int, args: argparse.Namespace, stamp: str) -> Path | None:
+    """py-spy samples the gateway (idle frames left out) during one extra run."""
+    assert path.proc is not None
+    spy = REPO / ".venv" / "bin" / "py-spy"
+    if not spy.exists():
+        print("py-spy is not installed (`pip install py-spy`, a dev dependency): no profile", file=sys.stderr)
+        return None
+    out = OUT / f"gateway_profile-{stamp}-{path.name}-c{concurrency}.txt"
+    rec = subprocess.Popen([str(spy), "record", "--pid", str(path.proc.pid), "--rate", "250", "--nonblocking",
+                            "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    run_once(path, concurrency, args)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(60)
+    if out.exists():
+        (out.with_suffix(".top.txt")).write_text("\n".join(top_functions(out)) + "\n")
+    return out
+
+
+def stop(proc: subprocess.Popen[bytes] | None, group: bool = False) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--upstream", help="an existing vLLM server (default: the script starts its own engine)")
+    p.add_argument("--model", default=str(REPO / ".empathy" / "models" / "smollm2-135m-instruct"),
+                   help="base model of the script's own engine")
+    p.add_argument("--requests", type=int, default=16, help="requests per run (after a warm-up)")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=12,
+                   help="rounds per concurrency (each runs every path once)")
+    p.add_argument("--baseline", metavar="REF", help="also measure a gateway at git REF (before a change)")
+    p.add_argument("--profile", action="store_true", help="py-spy profile of each gateway (bench/out/)")
+    return p.parse_args()
+
+
+def measure(paths: list[Path_], args: argparse.Namespace, stamp: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for c in args.concurrency:
+        rounds(paths, c, args)
+        results[str(c)] = summary(paths, c)
+        report(c, results[str(c)])
+    if args.profile:
+        results["profiles"] = [str(profile(p, c, args, stamp)) for p in paths[1:] for c in args.concurrency]
+    results["runs"] = {p.name: p.runs for p in paths}
+    return results
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # the engine and gateways are stopped on the way out
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--upstream", help="an existing vLLM server (default: the gateway supervises its own)")
-    p.add_argument("--model", default=str(REPO / ".empathy" / "models" / "smollm2-135m-instruct"))
-    p.add_argument("--requests", type=int, default=64)
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=2,
-                   help="direct/gateway runs per concurrency, in ABBA order so drift hits both paths alike")
-    args = p.parse_args()
-    port, vllm_port = free_port(), free_port()
-    upstream = args.upstream.rstrip("/").removesuffix("/v1") if args.upstream else f"http://127.0.0.1:{vllm_port}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        gateway = start_gateway(port, data_dir, args.upstream, args.model, vllm_port)
-        child_pid = None
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    args = parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    engine, procs = None, list[subprocess.Popen[bytes]]()
+    with tempfile.TemporaryDirectory() as tmp:
         try:
-            wait_http(f"http://127.0.0.1:{port}/health", 1200)
-            child_pid = httpx.get(f"http://127.0.0.1:{port}/health", headers={
-                "authorization": f"Bearer {ADMIN_KEY}"}).json()["engines"][0].get("pid")
-            print(f"engine {upstream} (pid {child_pid}), gateway http://127.0.0.1:{port}; "
-                  f"{args.requests} streamed chat requests, max_tokens {args.max_tokens}")
-            for c in args.concurrency:
-                runs: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
-                urls = {"direct": upstream, "gateway": f"http://127.0.0.1:{port}"}
-                for i in range(args.rounds):
-                    for path in ("direct", "gateway") if i % 2 == 0 else ("gateway", "direct"):
-                        runs[path].append(asyncio.run(load(urls[path], args.requests, c, args.max_tokens)))
-                report(c, median_of(runs["direct"]), median_of(runs["gateway"]))
+            upstream = (args.upstream or "").rstrip("/").removesuffix("/v1")
+            if not upstream:
+                port = free_port()
+                os.mkdir(f"{tmp}/engine")
+                engine = start_engine(args.model, port, f"{tmp}/engine")
+                upstream = f"http://127.0.0.1:{port}"
+                wait_http(f"{upstream}/health", 1200, engine)
+            paths, header = start_paths(args, upstream, Path(tmp), procs)
+            header.update({"engine": args.upstream or f"own engine on {args.model}", "load": os.getloadavg(),
+                           "requests": args.requests, "rounds": args.rounds, "max_tokens": args.max_tokens})
+            print(json.dumps(header))
+            results = {"header": header, **measure(paths, args, stamp)}
+            target = OUT / f"gateway_overhead-{stamp}.json"
+            target.write_text(json.dumps(results, indent=1))
+            print(f"\nload average at the end {os.getloadavg()}; numbers in {target.relative_to(REPO)}")
         finally:
-            stop_gateway(gateway, child_pid)
+            for proc in procs:
+                stop(proc)
+            stop(engine, group=True)
     return 0
+
+
+def start_paths(args: argparse.Namespace, upstream: str, tmp: Path,
+                procs: list[subprocess.Popen[bytes]]) -> tuple[list[Path_], dict[str, Any]]:
+    trees = [("gateway", REPO, f"work tree at {commit_of('HEAD')}")]
+    if args.baseline:
+        (tmp / "baseline").mkdir()
+        commit = extract(args.baseline, tmp / "baseline")
+        trees.append(("baseline", tmp / "baseline", f"git {args.baseline} = {commit}"))
+    paths = [Path_("direct", upstream)]
+    for name, tree, _ in trees:
+        port, data = free_port(), tmp / f"data-{name}"
+        data.mkdir()
+        proc = start_gateway(tree, port, str(data), upstream)
+        procs.append(proc)
+        wait_http(f"http://127.0.0.1:{port}/health", 300, proc)
+        paths.append(Path_(name, f"http://127.0.0.1:{port}", proc))
+    return paths, {"paths": {name: desc for name, _, desc in trees}}
 
 
 if __name__ == "__main__":

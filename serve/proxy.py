@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -41,6 +42,15 @@ class Call:
     request_id: str
     started: float
     hide_usage: bool = False  # the gateway asked vLLM for the stream's usage event; the client did not
+    # Store writes started for this request that the reply need not wait for (an arm assignment): they run
+    # while vLLM generates and are awaited before the reply is recorded or an error is answered.
+    pending: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def settle(self) -> None:
+        """Wait for the pending writes (their errors are raised here, as if they had run inline)."""
+        pending, self.pending = self.pending, []
+        if pending:
+            await asyncio.gather(*pending)
 
     def headers(self) -> dict[str, str]:
         return {"x-empathy-route": self.route.header(), "x-request-id": self.request_id}
@@ -135,6 +145,7 @@ def ask_for_usage(body: dict[str, Any]) -> bool:
 async def _record(gw: Gateway, call: Call, completion_id: str | None, ttft: float | None,
                   stream: bool, tokens: int | None = None) -> None:
     latency = time.perf_counter() - call.started
+    await call.settle()
     model, arm = gw.model_label(call.model), gw.arm_label(call.route.arm)
     gw.metrics.requests.labels(model, arm, "200").inc()
     gw.metrics.latency.labels(model, arm).observe(latency)
@@ -165,7 +176,7 @@ async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] 
     up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter, avoid))
     try:
         request = gw.pool.client.build_request("POST", f"{up.url}{call.path}", json=call.body,
-                                               timeout=_timeout(gw))
+                                               timeout=_timeout(gw.settings.upstream_timeout))
         resp = await gw.pool.client.send(request, stream=True)
         slot.push_async_callback(resp.aclose)
         if not stream or resp.status_code >= 400:
@@ -202,12 +213,17 @@ async def _send(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, httpx.
 
 async def forward(gw: Gateway, call: Call) -> Response:
     call.hide_usage = ask_for_usage(call.body)
-    _up, resp, slot = await _send(gw, call, stream=bool(call.body.get("stream")))
+    try:
+        _up, resp, slot = await _send(gw, call, stream=bool(call.body.get("stream")))
+    except APIError:
+        await call.settle()
+        raise
     if call.body.get("stream") and resp.status_code < 400:
         return StreamingResponse(_relay(gw, call, resp, slot), media_type="text/event-stream",
                                  headers={**call.headers(), "cache-control": "no-cache"})
     await slot.aclose()
     if resp.status_code >= 400:
+        await call.settle()
         raise upstream_error(resp.status_code, resp.content, resp.headers)
     data = upstream_json(resp.status_code, resp.content)
     data["empathy"] = call.route.body_field()
@@ -216,8 +232,9 @@ async def forward(gw: Gateway, call: Call) -> Response:
     return JSONResponse(data, headers=call.headers())
 
 
-def _timeout(gw: Gateway) -> httpx.Timeout:
-    return httpx.Timeout(gw.settings.upstream_timeout, connect=2.0)
+@functools.lru_cache(maxsize=8)
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=2.0)
 
 
 def event_json(event: bytes) -> dict[str, Any] | None:
@@ -231,14 +248,20 @@ def event_json(event: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def inject(event: bytes, field: dict[str, Any]) -> tuple[bytes, str | None]:
-    """The first SSE event with the `empathy` field added (and the completion id it carries)."""
+def inject(event: bytes, extra: dict[str, Any]) -> tuple[bytes, str | None]:
+    """The first SSE event with the `empathy` field added (and the completion id it carries). The field is
+    spliced in before the object's closing brace: vLLM's own bytes are kept, not decoded and encoded again."""
     data = event_json(event)
     if data is None:
         return event, None
-    data["empathy"] = field
     cid = data.get("id")
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode(), cid if isinstance(cid, str) else None
+    cid = cid if isinstance(cid, str) else None
+    body = event[6:].rstrip()
+    if "empathy" in data or not body.endswith(b"}"):  # the field replaces one vLLM sent
+        data["empathy"] = extra
+        return b"data: " + json.dumps(data, separators=(",", ":")).encode(), cid
+    added = b'"empathy":' + json.dumps(extra, separators=(",", ":")).encode()
+    return b"data: " + body[:-1] + (b"," if data else b"") + added + b"}", cid
 
 
 def error_event(err: APIError) -> bytes:

@@ -85,15 +85,18 @@ def _text_messages(body: Mapping[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-async def resolve(gw: Gateway, model: str, body: dict[str, Any], headers: Mapping[str, str]) -> Route:
-    """The route of one request; pops the `empathy` override field from `body`."""
+async def resolve(gw: Gateway, model: str, body: dict[str, Any], headers: Mapping[str, str],
+                  later: list[asyncio.Task[Any]] | None = None) -> Route:
+    """The route of one request; pops the `empathy` override field from `body`. With `later`, a store write
+    the route does not depend on (an arm assignment) is started there instead of awaited: the caller
+    awaits it before it answers (`Call.settle`), so the request does not wait for it before vLLM does."""
     override = body.pop("empathy", None)
     experiment = model in gw.experiments and gw.experiments[model].active
     if override is not None and model != ROUTED_NAME and not experiment:
         raise bad_request(f'"empathy" overrides apply to model "{ROUTED_NAME}" (blend, expert) or to an '
                           f'active experiment (arm) only, not {model!r}.', "empathy")
     if experiment:
-        return await _experiment_route(gw, model, body, headers, override)
+        return await _experiment_route(gw, model, body, headers, override, later)
     if model == ROUTED_NAME:
         if override is not None:
             return override_route(override, gw.catalog)
@@ -107,13 +110,17 @@ async def resolve(gw: Gateway, model: str, body: dict[str, Any], headers: Mappin
 
 
 async def _experiment_route(gw: Gateway, name: str, body: dict[str, Any], headers: Mapping[str, str],
-                            override: Any = None) -> Route:
+                            override: Any = None, later: list[asyncio.Task[Any]] | None = None) -> Route:
     """The arm assigned to the user by hash, or with `{"arm": NAME}` the arm asked for (the arena shows
     two arms to one user, so it names them; such requests are not assignments)."""
     subject = session_key(headers, body)
     if override is None:
         arm = assign(gw.experiments[name], subject)
-        await asyncio.to_thread(gw.store.add_assignment, name, subject, arm.name)
+        write = asyncio.ensure_future(asyncio.to_thread(gw.store.add_assignment, name, subject, arm.name))
+        if later is None:
+            await write
+        else:
+            later.append(write)
     else:
         arm = chosen_arm(gw.experiments[name], override)
     route = arm_route(arm.model, gw.catalog)

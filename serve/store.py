@@ -29,6 +29,8 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -136,8 +138,23 @@ class Store:
         migrate(engine)  # create or upgrade the schema (serve/migrations)
 
     def add_completion(self, c: Completion) -> None:
-        with Session(self.engine) as s, s.begin():
-            s.merge(CompletionRow(created=time.time(), **c.__dict__))
+        """Insert the completion, or update the row of an id stored before: one statement on SQLite and
+        PostgreSQL (the ORM's merge would read the row first), on the path to the end of every reply."""
+        values = {"created": time.time(), **c.__dict__}
+        update = {k: v for k, v in values.items() if k != "id"}
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            stmt: Any = sqlite_insert(CompletionRow).values(**values).on_conflict_do_update(
+                index_elements=["id"], set_=update)
+        elif dialect == "postgresql":
+            stmt = postgresql_insert(CompletionRow).values(**values).on_conflict_do_update(
+                index_elements=["id"], set_=update)
+        else:
+            with Session(self.engine) as s, s.begin():
+                s.merge(CompletionRow(**values))
+            return
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
 
     def put_route(self, key: str, adapter: str, blend: float | None,
                   probs: list[float] | None) -> tuple[str, float | None, list[float] | None]:

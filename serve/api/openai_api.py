@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -49,12 +50,17 @@ async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Res
     model = check(body, gw.settings)
     request.state.model = model
     schema.model_validate(body)  # types and ranges of the known fields; the raw body is what is sent
-    route = await resolve(gw, model, body, request.headers)
+    pending: list[asyncio.Task[Any]] = []  # store writes the request need not wait for before vLLM
+    try:
+        route = await resolve(gw, model, body, request.headers, pending)
+    except Exception:
+        await asyncio.gather(*pending)  # answered after the writes, as when they ran inline
+        raise
     request.state.route = route
     body = with_defaults(body, defaults_for(gw.settings, model))
     body["model"] = route.adapter
     call = Call(path=path, model=model, body=body, route=route, subject=session_key(request.headers, body),
-                request_id=request.state.request_id, started=started)
+                request_id=request.state.request_id, started=started, pending=pending)
     return await unless_client_leaves(request.receive, forward(gw, call))
 
 
