@@ -1,9 +1,10 @@
 """Where every artifact lives under `<data_dir>`, and the blends index: the one owner of both.
 
-`Layout(data_dir)` names every folder and file the stages write and read (store, models, subsets, experts,
-blends, router, MoE, eval runs, pipeline records, logs). The blends index (`blends/index.json`) is written,
-read, its weights rounded and validated here only; `grid_weight` is the one rounding of a blend weight,
-`check_grid` the one validation of a grid read from an artifact, `grid_argmax` the one "most probable blend".
+`Layout(data_dir)` names every folder and file the stages write and read (store, models, distilled judges,
+subsets, selection reports, experts, blends, router, MoE, eval runs, pipeline records, logs). The blends
+index (`blends/index.json`) is written, read, its weights rounded and validated here only; `grid_weight` is
+the one rounding of a blend weight, `check_grid` the one validation of a grid read from an artifact,
+`grid_argmax` the one "most probable blend".
 In `empathy/` because serve (what it serves) and training (what it builds) both ask it.
 """
 
@@ -108,6 +109,9 @@ class Layout:
     def downloads(self) -> Path:
         return self.root / "downloads"
 
+    def distilled_judge(self, name: str) -> Path:
+        return self.root / "judges" / "distilled" / name
+
     @property
     def subsets(self) -> Path:
         return self.root / "subsets"
@@ -118,6 +122,10 @@ class Layout:
     @property
     def subsets_manifest(self) -> Path:
         return self.subsets / "manifest.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
 
     @property
     def experts(self) -> Path:

@@ -5,12 +5,12 @@ softmax over the experts) mixes the experts' LoRA deltas at the MLP projections,
 
     gate_up = W_gu x + ((x @ A_gu^T) * (g @ M)) @ B_gu^T,   down = W_d h + ((h @ A_d^T) * (g @ M)) @ B_d^T
 
-(`training/moe/lora_pack.py` has the packing: both experts' ranks stacked, scalings folded into B, M maps
+(`empathy/moe/lora_pack.py` has the packing: both experts' ranks stacked, scalings folded into B, M maps
 rank columns to experts). Attention takes the experts' mean delta merged into its weights at load time,
 or, with the artifact's `routed = all`, a gate of its own on the attention input. Plain torch matmuls, so
 it runs on vLLM's CPU and GPU backends alike, batched and paged like any model; vLLM's LoRA machinery is
 not used (the artifact is served as a model of its own). Registered by `serve/vllm_plugin.py`; loaded
-from an artifact folder (`training/moe/artifact.py`): the base weights are read from the base model's
+from an artifact folder (`empathy/moe/artifact.py`): the base weights are read from the base model's
 folder, the experts' LoRA tensors and the gates from the artifact's `moe.safetensors`.
 Tensor and pipeline parallelism are not supported (one device per engine; replicate engines to scale).
 """
@@ -28,8 +28,8 @@ from vllm.distributed import get_pp_group, get_tensor_model_parallel_world_size
 from vllm.model_executor.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM
 from vllm.model_executor.models.utils import extract_layer_index
 
-from training.moe.artifact import CONFIG_KEY, FORMAT_VERSION, experts_from, resolve_base, specs
-from training.moe.lora_pack import (
+from empathy.moe.artifact import CONFIG_KEY, FORMAT_VERSION, experts_from, resolve_base, specs
+from empathy.moe.lora_pack import (
     ExpertLoRA,
     ExpertSpec,
     averaged_delta,

@@ -58,14 +58,16 @@ def table_main(argv: list[str]) -> int:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     args = parser.parse_args(argv)
+    from empathy.layout import Layout
     from empathy.settings import get_settings
-    from training.evaluation.run import eval_dir, load_runs
+    from training.evaluation.run import load_runs
     from training.evaluation.table import parse_pair, render_comparisons, render_table
 
     settings = get_settings(data_dir=args.data_dir)
     runs = [r for r in load_runs(settings.data_dir) if args.split in (None, r.get("split"))]
     if not runs:
-        print(f"no evaluation runs in {eval_dir(settings.data_dir)}; run `empathy eval --model ...` first.")
+        print(f"no evaluation runs in {Layout(settings.data_dir).eval}; run `empathy eval --model ...` "
+              "first.")
         return 1
     try:
         pairs = [parse_pair(spec) for spec in args.compare]
@@ -93,13 +95,14 @@ def probes_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import json
 
+    from empathy.layout import Layout
     from empathy.router import Router
     from empathy.settings import get_settings
     from training.evaluation.probes import DEFAULT_PROBES, read_probes, replies, router_report
 
     settings = get_settings(data_dir=args.data_dir)
     probes = read_probes(args.file or DEFAULT_PROBES)
-    print(json.dumps(router_report(Router.load(settings.data_dir / "router"), probes), indent=2))
+    print(json.dumps(router_report(Router.load(Layout(settings.data_dir).router), probes), indent=2))
     if args.url:
         from openai import OpenAI
 

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from empathy.layout import EXPERTS, Layout
+from empathy.router import ARTIFACT_JSON
+
 if TYPE_CHECKING:
     from empathy.settings import Settings
 
 log = logging.getLogger("empathy.pipeline")
 SCORES_SPLIT = "valid"  # the paper released its judge's scores for the validation split only
 BIG_FILE = 64 * 2**20  # larger files are fingerprinted by size and mtime instead of content
-EXPERTS = ("sensibility", "rationality", "full")
 EVAL_MODELS = ("base", "full", "sensibility", "rationality", "blend:0.5", "routed")
 
 
@@ -94,26 +96,22 @@ def fingerprint(params: dict[str, Any], files: Sequence[Path]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def record_path(data_dir: Path, name: str) -> Path:
-    return data_dir / "pipeline" / f"{name}.json"
-
-
 def is_current(data_dir: Path, step: Step, key: str) -> bool:
-    record = record_path(data_dir, step.name)
+    record = Layout(data_dir).pipeline_record(step.name)
     return (record.is_file() and all(p.exists() for p in step.outputs)
             and json.loads(record.read_text()).get("fingerprint") == key)
 
 
 def last_seconds(data_dir: Path, name: str) -> float | None:
     """How long the step took the last time it ran here (the console's ETA), if it ever did."""
-    record = record_path(data_dir, name)
+    record = Layout(data_dir).pipeline_record(name)
     if not record.is_file():
         return None
     return json.loads(record.read_text()).get("seconds")
 
 
 def write_record(data_dir: Path, name: str, key: str, seconds: float) -> None:
-    record = record_path(data_dir, name)
+    record = Layout(data_dir).pipeline_record(name)
     record.parent.mkdir(parents=True, exist_ok=True)
     from training.release import default_release_dir, git_commit
 
@@ -187,7 +185,7 @@ def judge_step(settings: Settings, judge: str | None, scores: Path | None) -> li
                                                 "distill_holdout", "distill_discard_calibration",
                                                 "distill_base_name")}
     inputs = [Path(settings.distill_labels_path)]
-    if settings.distill_kind in ("lexical", "stacked"):
+    if settings.distill_kind in ("lexical", "stacked", "embed"):
         inputs.append(Path(settings.distill_discard_path))
     output = artifact_dir(settings.data_dir, settings.distill_name) / META_FILE
     return [Step("judge", params, inputs, [output], lambda: default_judge(settings, None))]
@@ -198,11 +196,10 @@ def expert_action(settings: Settings, profile: Profile, subset: str) -> Callable
         from training.commands.expert import job_from_settings
         from training.experts import train_expert
         from training.release import SOURCE_MARK
-        from training.sft_data import subset_path
 
-        d = settings.data_dir
-        (d / "experts" / SOURCE_MARK).unlink(missing_ok=True)  # trained here: local experts come first
-        job = job_from_settings(settings, subset, subset_path(d, subset), d / "experts" / subset,
+        layout = Layout(settings.data_dir)
+        (layout.experts / SOURCE_MARK).unlink(missing_ok=True)  # trained here: local experts come first
+        job = job_from_settings(settings, subset, layout.subset(subset), layout.expert(subset),
                                 limit=profile.expert_limit, max_steps=profile.expert_max_steps)
         meta = train_expert(job)
         log.info("expert %s: %d samples, %d steps, final loss %.3f", subset, meta["samples"], meta["steps"],
@@ -217,9 +214,9 @@ def blends_action(settings: Settings) -> Callable[[], None]:
         from training.blend_files import build_blends
         from training.blends import validate_grid
 
-        d = settings.data_dir
-        build_blends(sens_dir=d / "experts" / "sensibility", rat_dir=d / "experts" / "rationality",
-                     blends_dir=d / "blends", grid=validate_grid(settings.blend_grid),
+        layout = Layout(settings.data_dir)
+        build_blends(sens_dir=layout.expert("sensibility"), rat_dir=layout.expert("rationality"),
+                     blends_dir=layout.blends, grid=validate_grid(settings.blend_grid),
                      base_model=base_model_path(settings))
 
     return action
@@ -254,11 +251,11 @@ def eval_action(settings: Settings, profile: Profile, judge: str | None, url: st
 def eval_step(settings: Settings, profile: Profile, judge: str | None, url: str | None) -> list[Step]:
     if profile.eval_limit is None:
         return []
-    from training.evaluation.run import eval_dir, run_name
+    from training.evaluation.run import run_name
 
-    d = settings.data_dir
-    outputs = [eval_dir(d) / f"{run_name(m, 'test', profile.eval_limit)}.json" for m in EVAL_MODELS]
-    inputs = [d / "experts" / e for e in EXPERTS] + [d / "router" / "router.json"]
+    layout = Layout(settings.data_dir)
+    outputs = [layout.eval / f"{run_name(m, 'test', profile.eval_limit)}.json" for m in EVAL_MODELS]
+    inputs = [layout.expert(e) for e in EXPERTS] + [layout.router / ARTIFACT_JSON]
     return [Step("eval", {"models": EVAL_MODELS, "limit": profile.eval_limit, "judge": judge,
                           "max_tokens": settings.eval_max_tokens}, inputs, outputs,
                  eval_action(settings, profile, judge, url))]
@@ -271,28 +268,29 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
     from training.settings import DEFAULT_BASE_MODEL
 
     d = settings.data_dir
+    layout = Layout(d)
     train = profile_settings(settings, profile)
     select_split = selection_split(profile, scores)
     default = settings.base_model == DEFAULT_BASE_MODEL  # anything else is used as given
-    steps = [Step("base-model", {"base_model": settings.base_model}, [], [d / "models"] if default else [],
+    steps = [Step("base-model", {"base_model": settings.base_model}, [], [layout.models] if default else [],
                   lambda: prepare_default_model(d) if default else None),
              *judge_step(settings, judge, scores),
              Step("select", {"judge": judge, "split": select_split, "limit": profile.select_limit,
                              "s": settings.sensibility_threshold, "r": settings.rationality_threshold},
                   [Path(settings.corpus_path) / f"{select_split}.csv", *([scores] if scores else [])],
-                  [d / "subsets" / "manifest.json"], select_action(settings, profile, judge, scores))]
+                  [layout.subsets_manifest], select_action(settings, profile, judge, scores))]
     steps += [Step(f"expert-{subset}", {**train_params(train), "limit": profile.expert_limit,
                                         "max_steps": profile.expert_max_steps},
-                   [d / "subsets" / f"{subset}.jsonl"], [d / "experts" / subset / "adapter_config.json"],
+                   [layout.subset(subset)], [layout.expert(subset) / "adapter_config.json"],
                    expert_action(train, profile, subset)) for subset in profile.experts]
     steps.append(Step("blends", {"grid": settings.blend_grid},
-                      [d / "experts" / "sensibility", d / "experts" / "rationality"],
-                      [d / "blends" / "index.json"], blends_action(settings)))
+                      [layout.expert("sensibility"), layout.expert("rationality")],
+                      [layout.blends_index], blends_action(settings)))
     router_params = {"split": profile.router_split, "limit": profile.router_limit,
                      "t": settings.router_temperature, "l2": settings.router_l2,
                      "features": settings.router_features, "kind_limit": settings.router_kind_limit}
-    steps.append(Step("router", router_params, [d / "blends" / "index.json", d / "subsets" / "full.jsonl"],
-                      [d / "router" / "router.json"],
+    steps.append(Step("router", router_params, [layout.blends_index, layout.subset("full")],
+                      [layout.router / ARTIFACT_JSON],
                       router_action(settings, profile, url)))
     from training.moe.pipeline_step import moe_step
 
@@ -314,7 +312,7 @@ def run_steps(d: Path, steps: Sequence[Step], force: Sequence[str] = (), verbose
     step's own output in `<d>/logs/pipeline.log` unless `verbose`."""
     from empathy.console import StepConsole
 
-    console = StepConsole(d / "logs" / "pipeline.log", verbose)
+    console = StepConsole(Layout(d).log("pipeline"), verbose)
     results = []
     for number, step in enumerate(steps, start=1):
         # Inputs are fingerprinted when the step is reached: upstream steps have written them by then.

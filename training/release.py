@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from empathy.errors import ModelError
+from empathy.layout import EXPERTS, Layout
+from empathy.router import ARTIFACT_JSON, ARTIFACT_NPZ
 from training.sft_data import file_sha256 as sha256
 
-EXPERTS = ("sensibility", "rationality", "full")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-ROUTER_FILES = ("router.json", "router.npz")
+ROUTER_FILES = (ARTIFACT_JSON, ARTIFACT_NPZ)
 MANIFEST = "manifest.json"
 MAX_BYTES = 25 * 2**20
 SOURCE_MARK = "release.json"  # in <data_dir>/experts/: these experts came from a release
@@ -72,17 +73,18 @@ def file_hashes(folder: Path) -> dict[str, str]:
 def pack_release(data_dir: Path, out_dir: Path, info: dict[str, Any], base_model_name: str) -> dict[str, Any]:
     """Write the release folder from `data_dir`; `info` (command, inputs, eval table...) goes into the
     manifest. Refuses a release over 25 MB."""
-    missing = [e for e in EXPERTS if not (data_dir / "experts" / e / "adapter_config.json").is_file()]
-    if missing or not (data_dir / "router" / "router.json").is_file():
+    layout = Layout(data_dir)
+    missing = [e for e in EXPERTS if not (layout.expert(e) / "adapter_config.json").is_file()]
+    if missing or not (layout.router / ARTIFACT_JSON).is_file():
         raise ModelError(f"{data_dir} lacks experts {missing} or a router; run `empathy pipeline --profile "
                          "standard` into it first.")
     staging = out_dir.with_name(f".{out_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     for expert in EXPERTS:
-        pack_expert(data_dir / "experts" / expert, staging / "experts" / expert, base_model_name)
+        pack_expert(layout.expert(expert), staging / "experts" / expert, base_model_name)
     (staging / "router").mkdir(parents=True)
     for name in ROUTER_FILES:
-        shutil.copy2(data_dir / "router" / name, staging / "router" / name)
+        shutil.copy2(layout.router / name, staging / "router" / name)
     files = file_hashes(staging)
     size = sum((staging / f).stat().st_size for f in files)
     if size > MAX_BYTES:
@@ -114,9 +116,9 @@ def verify_release(release_dir: Path) -> dict[str, Any]:
 
 
 def has_local_experts(data_dir: Path) -> bool:
-    experts = data_dir / "experts"
-    return (any((experts / e / "adapter_config.json").is_file() for e in EXPERTS)
-            and not (experts / SOURCE_MARK).is_file())
+    layout = Layout(data_dir)
+    return (any((layout.expert(e) / "adapter_config.json").is_file() for e in EXPERTS)
+            and not (layout.experts / SOURCE_MARK).is_file())
 
 
 def install_release(release_dir: Path, data_dir: Path, base_model: str, grid: list[float]) -> dict[str, Any]:
@@ -124,25 +126,25 @@ def install_release(release_dir: Path, data_dir: Path, base_model: str, grid: li
     Never overwrites locally trained experts (ModelError if there are some)."""
     from training.blend_files import build_blends
 
+    layout = Layout(data_dir)
     if has_local_experts(data_dir):
-        raise ModelError(f"{data_dir / 'experts'} holds locally trained experts; they take precedence over "
+        raise ModelError(f"{layout.experts} holds locally trained experts; they take precedence over "
                          "the release, which is not installed.")
     manifest = verify_release(release_dir)
     for expert in EXPERTS:
-        dst = data_dir / "experts" / expert
+        dst = layout.expert(expert)
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(release_dir / "experts" / expert, dst)
         config = json.loads((dst / "adapter_config.json").read_text())
         config["base_model_name_or_path"] = base_model
         (dst / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    router = data_dir / "router"
-    router.mkdir(parents=True, exist_ok=True)
+    layout.router.mkdir(parents=True, exist_ok=True)
     for name in ROUTER_FILES:
-        shutil.copy2(release_dir / "router" / name, router / name)
-    router_grid = json.loads((router / "router.json").read_text())["grid"]
-    build_blends(sens_dir=data_dir / "experts" / "sensibility", rat_dir=data_dir / "experts" / "rationality",
-                 blends_dir=data_dir / "blends", grid=[float(w) for w in router_grid] or grid,
+        shutil.copy2(release_dir / "router" / name, layout.router / name)
+    router_grid = json.loads((layout.router / ARTIFACT_JSON).read_text())["grid"]
+    build_blends(sens_dir=layout.expert("sensibility"), rat_dir=layout.expert("rationality"),
+                 blends_dir=layout.blends, grid=[float(w) for w in router_grid] or grid,
                  base_model=base_model)
-    (data_dir / "experts" / SOURCE_MARK).write_text(json.dumps(
+    (layout.experts / SOURCE_MARK).write_text(json.dumps(
         {"release": str(release_dir), "commit": manifest.get("commit"), "created": manifest.get("created")}))
     return manifest

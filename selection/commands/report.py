@@ -49,12 +49,13 @@ def format_overlap(o: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from empathy.layout import Layout
     from selection.commands.selected import selected_from_args
     from selection.report import build_report
 
     args = build_parser().parse_args(argv)
     settings, chosen = selected_from_args(args)
-    out = args.out or settings.data_dir / "reports" / f"selection-{args.split}"
+    out = args.out or Layout(settings.data_dir).reports / f"selection-{args.split}"
     report = build_report(chosen.items, chosen.meta, out)
     if args.discard_list is not None:
         report["paper_discard_overlap"] = _overlap(settings, args, chosen.items)

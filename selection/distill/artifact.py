@@ -45,7 +45,9 @@ class ArtifactMeta:
 
 
 def artifact_dir(data_dir: Path, name: str) -> Path:
-    return Path(data_dir) / "judges" / "distilled" / name
+    from empathy.layout import Layout
+
+    return Layout(data_dir).distilled_judge(name)
 
 
 def _weights_hash(folder: Path) -> str:

@@ -35,6 +35,8 @@ def test_paths_are_under_the_data_dir(tmp_path: Path) -> None:
     assert layout.subset("full") == tmp_path / "subsets" / "full.jsonl"
     assert layout.expert("sensibility") == tmp_path / "experts" / "sensibility"
     assert layout.store_db == tmp_path / "empathy.db"
+    assert layout.distilled_judge("j") == tmp_path / "judges" / "distilled" / "j"
+    assert layout.reports == tmp_path / "reports" and layout.moe == tmp_path / "moe"
     assert layout.log("vllm") == tmp_path / "logs" / "vllm.log" and layout.logs.is_dir()
 
 

@@ -30,7 +30,7 @@ TOL = 2e-3  # float32 everywhere; vLLM's CPU attention and matmul order differ f
 
 
 def _gates(kinds: tuple[str, ...], expert: int | None) -> dict[str, torch.Tensor]:
-    from training.moe.lora_pack import forced_gate_bias
+    from empathy.moe.lora_pack import forced_gate_bias
 
     torch.manual_seed(7)
     gates = {}

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny import make_random_lora
-from training.moe.lora_pack import (
+from empathy.moe.lora_pack import (
     ExpertLoRA,
     ExpertSpec,
     expert_mask,
@@ -17,6 +16,7 @@ from training.moe.lora_pack import (
     pack,
     routed_delta,
 )
+from tests.tiny import make_random_lora
 
 IDS = [1, 20, 300, 4000, 55, 66, 77, 88, 99, 1000, 7, 8]
 
@@ -158,7 +158,7 @@ def test_gate_training_moves_only_the_gates_and_publishes(tiny_artifacts: Path, 
                                                            tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from training.moe.artifact import META_FILE, WEIGHTS_FILE
+    from empathy.moe.artifact import META_FILE, WEIGHTS_FILE
     from training.moe.train import is_up_to_date, train_moe
 
     job = _job(tiny_artifacts, tiny_model_dir, tmp_path / "moe", max_steps=3)
@@ -176,7 +176,7 @@ def test_gate_training_resumes_from_its_checkpoint(tiny_artifacts: Path, tiny_mo
                                                    tmp_path: Path) -> None:
     """A checkpoint of this job at step 2 (as an interrupted run leaves it) is continued, not redone; one of
     another job is discarded."""
-    from training.moe.lora_pack import MLP
+    from empathy.moe.lora_pack import MLP
     from training.moe.reference import build_reference
     from training.moe.train import _save, load_experts, train_moe
 

@@ -47,15 +47,15 @@ def job_from_settings(settings: Settings, max_steps: int | None = None, data_fil
     """The gate-training job the settings describe (defaults: the data dir's experts, the full subset and
     `<data_dir>/moe`); the one place settings become MoE training options (CLI and pipeline)."""
     from empathy.base_model import base_model_path
+    from empathy.layout import Layout
     from training.moe.train import MoeJob
-    from training.sft_data import subset_path
 
-    d = Path(settings.data_dir)
+    layout = Layout(settings.data_dir)
     return MoeJob(
         base_model=base_model_path(settings),
-        experts=(("sensibility", sensibility or d / "experts" / "sensibility"),
-                 ("rationality", rationality or d / "experts" / "rationality")),
-        data_file=data_file or subset_path(d, "full"), out_dir=out_dir or d / "moe",
+        experts=(("sensibility", sensibility or layout.expert("sensibility")),
+                 ("rationality", rationality or layout.expert("rationality"))),
+        data_file=data_file or layout.subset("full"), out_dir=out_dir or layout.moe,
         routed=settings.moe_routed, learning_rate=settings.moe_learning_rate, epochs=settings.moe_epochs,
         batch_size=settings.moe_batch_size, max_length=settings.max_length, seed=settings.seed,
         limit=settings.moe_limit, max_steps=max_steps, bf16=settings.train_bf16,
@@ -91,12 +91,15 @@ def evaluate(settings: Settings, moe_dir: Path) -> None:
     """Held-out NLL against the router, blends and experts (and every MoE evaluated before), gate probe;
     writes `<data_dir>/eval/moe/<artifact name>.json` and `..._gates.png` (beside, not among, the eval
     runs of `empathy eval table`)."""
+    from empathy.layout import Layout
+    from empathy.router import ARTIFACT_JSON
     from training.moe.evaluate import gate_plot, gate_probe, gate_table, heldout_nll, nll_table
 
-    out = Path(settings.data_dir) / "eval" / "moe"
+    layout = Layout(settings.data_dir)
+    out = layout.eval / "moe"
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, object] = {"moe": str(moe_dir)}
-    if (Path(settings.data_dir) / "router" / "router.json").is_file():
+    if (layout.router / ARTIFACT_JSON).is_file():
         nll = heldout_nll(settings, moe_dir)
         print(nll_table(nll))
         print(f"held-out samples the gates trained on: {nll['trained_on_heldout']}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from empathy.errors import ConfigError, ModelError
-from empathy.layout import Layout, grid_argmax, grid_weight
+from empathy.layout import MOE_NAME, Layout, grid_argmax, grid_weight
 from training.router.grid import EXPERT_NAMES
 
 MODEL_CHOICES = ("base", "full", "sensibility", "rationality", "routed", "blend:<weight>", "moe")
@@ -58,10 +58,9 @@ def parse_model(spec: str, data_dir: Path) -> ModelSpec:
 
 def moe_spec(data_dir: Path) -> ModelSpec:
     """The experts' token-level MoE (`empathy train moe`), served by an engine of its own."""
-    from training.moe.serving import MOE_NAME, moe_dir
-
-    if not (moe_dir(data_dir) / "config.json").is_file():
-        raise ConfigError(f"--model moe: no MoE artifact in {moe_dir(data_dir)}; run `empathy train moe` "
+    moe = Layout(data_dir).moe
+    if not (moe / "config.json").is_file():
+        raise ConfigError(f"--model moe: no MoE artifact in {moe}; run `empathy train moe` "
                           "first.")
     return ModelSpec("moe", MOE_NAME)
 

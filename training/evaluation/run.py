@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from empathy.errors import DataError
-from empathy.layout import Layout
+from empathy.layout import MOE_NAME, Layout
 from empathy.settings import Settings
 from selection.sample import Sample, make_sample
 from training.evaluation.metrics import all_metrics
 
 log = logging.getLogger("empathy.eval")
-
-def eval_dir(data_dir: Path) -> Path:
-    return Layout(data_dir).eval
 
 
 def run_name(label: str, split: str, n: int) -> str:
@@ -69,7 +66,7 @@ def judge_scores(spec: str, settings: Settings, samples: Sequence[Sample], repli
 
 
 def write_run(data_dir: Path, name: str, body: dict[str, Any]) -> Path:
-    folder = eval_dir(data_dir)
+    folder = Layout(data_dir).eval
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
@@ -105,7 +102,7 @@ def run_evals(settings: Settings, models: Sequence[str], split: str, limit: int 
     `moe` has an engine of its own (`url` if it lists `empathy-moe`, e.g. the gateway), started after the
     first has stopped, so one engine runs at a time."""
     from training.engine import engine_url
-    from training.moe.serving import MOE_NAME, moe_engine_url
+    from training.moe.serving import moe_engine_url
 
     samples = eval_samples(settings, split, limit)
     contexts = [[{"role": m.role, "content": m.content} for m in s.context] for s in samples]
@@ -176,7 +173,7 @@ def engine_modules(data_dir: Path, served: set[str]) -> tuple[dict[str, str], in
 
 def load_runs(data_dir: Path) -> list[dict[str, Any]]:
     runs = []
-    for path in sorted(eval_dir(data_dir).glob("*.json")):
+    for path in sorted(Layout(data_dir).eval.glob("*.json")):
         try:
             body = json.loads(path.read_text())
         except json.JSONDecodeError:

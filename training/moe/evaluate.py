@@ -57,7 +57,7 @@ def heldout_nll(settings: Settings, moe_dir: Path, batch_size: int = 8) -> dict[
 def trained_on(moe_dir: Path, ids: Sequence[str]) -> int:
     """How many of `ids` the MoE's gates trained on (its seeded pick of its data file): 0 for a clean
     held-out comparison (a --limit above the full expert's limit would pick router samples)."""
-    from training.moe.artifact import META_FILE
+    from empathy.moe.artifact import META_FILE
     from training.sft_data import read_subset, take
 
     meta = json.loads((moe_dir / META_FILE).read_text())

@@ -8,8 +8,9 @@ the held-out comparison of `empathy train moe --evaluate` stays clean), the full
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from empathy.layout import Layout
 
 if TYPE_CHECKING:
     from empathy.settings import Settings
@@ -28,7 +29,7 @@ def moe_step(settings: Settings, profile: str) -> Step:
 
     limit, max_steps = PROFILE_LIMITS[profile]
     settings = settings.model_copy(update={"moe_limit": limit})
-    d = Path(settings.data_dir)
+    layout = Layout(settings.data_dir)
 
     def action() -> None:
         from training.commands.moe import job_from_settings
@@ -42,5 +43,5 @@ def moe_step(settings: Settings, profile: str) -> Step:
               "max_steps": max_steps, "lr": settings.moe_learning_rate, "epochs": settings.moe_epochs,
               "batch_size": settings.moe_batch_size, "max_length": settings.max_length, "seed": settings.seed,
               "bf16": settings.train_bf16}
-    inputs = [d / "experts" / "sensibility", d / "experts" / "rationality", d / "subsets" / "full.jsonl"]
-    return Step("moe", params, inputs, [d / "moe" / "config.json"], action)
+    inputs = [layout.expert("sensibility"), layout.expert("rationality"), layout.subset("full")]
+    return Step("moe", params, inputs, [layout.moe / "config.json"], action)

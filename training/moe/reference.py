@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.moe.lora_pack import (
+from empathy.moe.lora_pack import (
     ATTENTION,
     ExpertLoRA,
     ExpertSpec,
@@ -142,7 +142,7 @@ def build_reference(base_model: str | Path, experts: Sequence[ExpertLoRA], route
 
 def load_reference(folder: Path, dtype: torch.dtype = torch.float32) -> MoeReference:
     """The transformers MoE of an artifact folder (the same weights vLLM serves)."""
-    from training.moe.artifact import CONFIG_KEY, experts_from, read_artifact, resolve_base
+    from empathy.moe.artifact import CONFIG_KEY, experts_from, read_artifact, resolve_base
 
     config, tensors = read_artifact(folder)
     section = config[CONFIG_KEY]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from empathy.layout import MOE_NAME, Layout
@@ -15,10 +14,6 @@ if TYPE_CHECKING:
     from empathy.settings import Settings
 
 log = logging.getLogger("empathy.moe")
-
-
-def moe_dir(data_dir: Path) -> Path:
-    return Layout(data_dir).moe
 
 
 def lists_moe(url: str) -> bool:
@@ -43,9 +38,10 @@ def moe_engine_url(settings: Settings, url: str | None) -> Iterator[str]:
         return
     from empathy.engine import EngineProcess, spec_from_settings
 
-    spec = spec_from_settings(settings, model=str(moe_dir(settings.data_dir).resolve()), served_name=MOE_NAME,
+    layout = Layout(settings.data_dir)
+    spec = spec_from_settings(settings, model=str(layout.moe.resolve()), served_name=MOE_NAME,
                               port=settings.moe_vllm_port, dtype="float32")
-    log_file = Layout(settings.data_dir).log("vllm-eval-moe")
+    log_file = layout.log("vllm-eval-moe")
     engine = EngineProcess(spec, log_file=log_file)
     log.info("starting a vLLM engine for empathy-moe (log: %s)", log_file)
     engine.start()

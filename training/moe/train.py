@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from training.moe.artifact import ROUTED_CHOICES, write_artifact
-from training.moe.lora_pack import ExpertLoRA, parse_peft
+from empathy.moe.artifact import ROUTED_CHOICES, write_artifact
+from empathy.moe.lora_pack import ExpertLoRA, parse_peft
 from training.moe.reference import MoeReference, build_reference
 
 log = logging.getLogger("empathy.moe")
@@ -197,7 +197,7 @@ def train_moe(job: MoeJob, progress: bool = True) -> dict[str, Any]:
 
 
 def is_up_to_date(job: MoeJob) -> bool:
-    from training.moe.artifact import META_FILE
+    from empathy.moe.artifact import META_FILE
 
     meta = job.out_dir / META_FILE
     try:
@@ -217,7 +217,7 @@ def compose(base_model: str, experts: Sequence[tuple[str, Path]], out_dir: Path,
     loaded = load_experts(job, config.num_hidden_layers)
     modules = ROUTED_CHOICES[routed]
     if gates is None:
-        from training.moe.lora_pack import ExpertSpec, layer_kinds
+        from empathy.moe.lora_pack import ExpertSpec, layer_kinds
 
         n, hidden, specs = len(loaded), config.hidden_size, [ExpertSpec.of(e) for e in loaded]
         gates = {f"{layer}.{kind}.{part}": torch.zeros((n, hidden) if part == "weight" else (n,))

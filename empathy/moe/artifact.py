@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from empathy.errors import ModelError
-from training.moe.lora_pack import ATTENTION, MLP, ExpertLoRA, ExpertSpec, checked_expert
+from empathy.moe.lora_pack import ATTENTION, MLP, ExpertLoRA, ExpertSpec, checked_expert
 
 ARCHITECTURE = "EmpathyMoeForCausalLM"
 CONFIG_KEY = "empathy_moe"
