@@ -37,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of split and training")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N labelled samples")
-    parser.add_argument("--kind", choices=["stacked", "lexical", "cross-encoder"], default=None,
+    parser.add_argument("--kind", choices=["stacked", "embed", "lexical", "cross-encoder"], default=None,
                         help="EMPATHY_DISTILL_KIND: stacked (second stage over the lexical judge --base, "
-                        "bucket rule calibrated for macro-F1), lexical (S/R + calibrated discard head) or "
-                        "cross-encoder")
+                        "bucket rule calibrated for macro-F1), embed (stacked + the reply's MiniLM "
+                        "embedding), lexical (S/R + calibrated discard head) or cross-encoder")
     parser.add_argument("--base", default=None,
                         help="the stacked judge's lexical base (EMPATHY_DISTILL_BASE_NAME; reused if fitted)")
     parser.add_argument("--discard", type=Path, default=None,
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                              distill_base_name=args.base)
     setup_logging(settings.log_level)
     labels = load_labels(settings, args.split, args.labels, args.format, args.judge)
-    if settings.distill_kind == "stacked":
-        meta = fit_stacked_named(settings, labels, settings.distill_name)
+    if settings.distill_kind in ("stacked", "embed"):
+        meta = fit_stacked_named(settings, labels, settings.distill_name, settings.distill_kind)
     elif settings.distill_kind == "lexical":
         meta = fit_lexical_named(settings, labels, settings.distill_name)
     else:

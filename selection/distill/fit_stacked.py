@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,8 +57,20 @@ class StackedOptions:
     min_precision: float = 0.42
     min_recall: float = 0.6
 
+    kind: str = KIND  # "embed": with the reply-embedding first stage (`selection/distill/embed.py`)
+
     def config(self) -> dict[str, Any]:
-        return {"kind": KIND, **asdict(self)}
+        return {"kind": self.kind, **{k: v for k, v in asdict(self).items() if k != "kind"}}
+
+
+class FirstStage(Protocol):
+    """An extra first stage beside the lexical ridge (e.g. `embed.EmbedBlock`)."""
+
+    def fit_oof(self, rows: Sequence[LexicalInput], targets: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """Out-of-fold (n, 2) S/R predictions of `rows`; the block keeps its head fitted on all of them."""
+
+    def model(self, base: LexicalModel, stacker: Any) -> StackedModel:
+        """The judge with this block's fitted head."""
 
 
 def group_oof(make: Any, x: Any, y: np.ndarray, groups: np.ndarray, folds: int) -> np.ndarray:
@@ -115,8 +127,9 @@ def valid_selection_metrics(sr: np.ndarray, codes: np.ndarray, true: np.ndarray)
 
 
 def fit_stacked(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray, base_folder: Path,
-                opts: StackedOptions, folder: Path) -> ArtifactMeta:
-    """Fit, measure and save the stacked judge over the lexical judge at `base_folder`."""
+                opts: StackedOptions, folder: Path, extra: FirstStage | None = None) -> ArtifactMeta:
+    """Fit, measure and save the stacked judge over the lexical judge at `base_folder` (with the `extra`
+    first stage's predictions among the second stage's inputs, if given)."""
     start = time.monotonic()
     _check_base(base_folder, opts)
     base = LexicalModel.load(base_folder)
@@ -128,10 +141,13 @@ def fit_stacked(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray, 
     alpha = float(getattr(base.scores, "alpha_", 3.0))
     groups = np.array([pairs[i].conv for i in v_fit])
     sr_oof = group_oof(_ridge(alpha), x[v_fit], targets[v_fit], groups, opts.folds)
-    feats = stack_features(sr_oof, p[v_fit], dense_features([rows[i] for i in v_fit]))
+    fit_rows = [rows[i] for i in v_fit]
+    if extra is not None:
+        sr_oof = np.hstack([sr_oof, extra.fit_oof(fit_rows, targets[v_fit], groups)])
+    feats = stack_features(sr_oof, p[v_fit], dense_features(fit_rows))
     stacker = _ridge(opts.stack_alpha)().fit(feats, targets[v_fit])
     stacked_oof = group_oof(_ridge(opts.stack_alpha), feats, targets[v_fit], groups, opts.folds)
-    model = StackedModel(base, stacker, BucketRule())
+    model = StackedModel(base, stacker, BucketRule()) if extra is None else extra.model(base, stacker)
     check, t_held = _discard_check(model, train, discard, opts)
     p_grid = [float(np.quantile(check.p, 1.0 - f)) for f in DISCARD_FRACTIONS]
     p_grid += [float(base.threshold), float("inf")]
@@ -153,4 +169,4 @@ def fit_stacked(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray, 
     )
     heldout = {"true": targets[v_held], "pred": held_sr, "p_discard": held_p, "codes": codes,
                "ids": np.array([pairs[i].sample_id for i in v_held])}
-    return save_model_artifact(folder, model, meta, heldout, KIND)
+    return save_model_artifact(folder, model, meta, heldout, opts.kind)

@@ -79,14 +79,27 @@ class StackedScorer(LexicalScorer):
         return None  # the decision is the fourth column
 
 
-Scorer = DistilledScorer | LexicalScorer | StackedScorer
+class EmbedScorer(StackedScorer):
+    """The embedding judge (artifact kind `embed`): as the stacked one, with the reply's MiniLM embedding."""
+
+    @staticmethod
+    def load_model(folder: Path) -> Any:
+        from selection.distill.embed import EmbedModel
+
+        return EmbedModel.load(folder)
+
+
+Scorer = DistilledScorer | LexicalScorer | StackedScorer | EmbedScorer
 
 
 def load_scorer(folder: Path) -> Scorer:
-    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, else the cross-encoder)."""
+    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, `embed`, else the
+    cross-encoder)."""
     kind = read_meta(folder).config.get("kind")
     if kind == "lexical":
         return LexicalScorer.load(folder)
     if kind == "stacked":
         return StackedScorer.load(folder)
+    if kind == "embed":
+        return EmbedScorer.load(folder)
     return DistilledScorer.load(folder)

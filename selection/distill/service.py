@@ -85,9 +85,9 @@ def fit_lexical_named(settings: Settings, labels: LabelSet, name: str) -> Artifa
                        artifact_dir(settings.data_dir, name))
 
 
-def stacked_options(settings: Settings) -> StackedOptions:
+def stacked_options(settings: Settings, kind: str = "stacked") -> StackedOptions:
     return StackedOptions(base=settings.distill_base_name, holdout=settings.distill_holdout,
-                          seed=settings.distill_seed)
+                          seed=settings.distill_seed, kind=kind)
 
 
 def ensure_base(settings: Settings, labels: LabelSet) -> Path:
@@ -99,24 +99,28 @@ def ensure_base(settings: Settings, labels: LabelSet) -> Path:
     return folder
 
 
-def fit_stacked_named(settings: Settings, labels: LabelSet, name: str) -> ArtifactMeta:
-    """The stacked judge over its lexical base (reused when current, else fitted first)."""
+def fit_stacked_named(settings: Settings, labels: LabelSet, name: str, kind: str = "stacked"
+                      ) -> ArtifactMeta:
+    """The stacked judge over its lexical base (reused when current, else fitted first); kind `embed`
+    adds the reply-embedding first stage (`selection/distill/embed.py`)."""
     from selection.commands.common import load_split
     from selection.distill.discard_labels import load_discard_labels
+    from selection.distill.embed import EmbedBlock
     from selection.distill.fit_stacked import fit_stacked
 
     base = ensure_base(settings, labels)
     train = load_split(settings, "train").samples
     discard = load_discard_labels(Path(settings.distill_discard_path), train)
-    return fit_stacked(labels, train, discard, base, stacked_options(settings),
-                       artifact_dir(settings.data_dir, name))
+    opts = stacked_options(settings, kind)
+    extra = EmbedBlock(folds=opts.folds) if kind == "embed" else None
+    return fit_stacked(labels, train, discard, base, opts, artifact_dir(settings.data_dir, name), extra)
 
 
 def _wanted_config(settings: Settings, kind: str) -> dict[str, Any]:
     if kind == "lexical":
         return lexical_options(settings).config()
-    if kind == "stacked":
-        return stacked_options(settings).config()
+    if kind in ("stacked", "embed"):
+        return stacked_options(settings, kind).config()
     return encoder_config(settings).to_json()
 
 
@@ -128,7 +132,7 @@ def _is_current(folder: Path, settings: Settings, kind: str) -> bool:
     except ModelError as exc:
         log.warning("re-fitting the default distilled judge: %s", exc)
         return False
-    if kind in ("lexical", "stacked"):
+    if kind in ("lexical", "stacked", "embed"):
         current = fitted == _wanted_config(settings, kind)
     else:
         current = fitted.get("kind") is None and same_settings(fitted, _wanted_config(settings, kind))
@@ -149,8 +153,8 @@ def ensure_default_judge(settings: Settings) -> str:
              settings.distill_labels_path)
     labels = load_labels(settings, settings.distill_labels_split, Path(settings.distill_labels_path),
                          settings.distill_labels_format)
-    if settings.distill_kind == "stacked":
-        fit_stacked_named(settings, labels, name)
+    if settings.distill_kind in ("stacked", "embed"):
+        fit_stacked_named(settings, labels, name, settings.distill_kind)
     elif settings.distill_kind == "lexical":
         fit_lexical_named(settings, labels, name)
     else:

@@ -12,14 +12,11 @@ import pytest
 from sklearn.metrics import f1_score
 
 from empathy.cli import main as empathy_main
-from empathy.settings import Settings, get_settings
+from empathy.settings import Settings
 from selection.corpus import load_corpus
 from selection.distill.artifact import artifact_dir, read_meta
-from selection.distill.discard_labels import load_discard_labels
-from selection.distill.fit_lexical import LexicalOptions, fit_lexical
-from selection.distill.fit_stacked import StackedOptions, fit_stacked, group_oof
-from selection.distill.service import ensure_default_judge, load_labels
-from selection.distill.sources import LabelSet
+from selection.distill.fit_stacked import StackedOptions, group_oof
+from selection.distill.service import ensure_default_judge
 from selection.distill.stacked import (
     DISCARD,
     RATIONALITY,
@@ -33,6 +30,7 @@ from selection.distill.stacked import (
 )
 from selection.rule import Thresholds, bucket
 from selection.sample import Sample
+from tests.selection.judge_slices import fit_on_slices, slice_settings
 
 BASE, NAME = "lex-base", "stk"
 TRAIN_SLICE, VALID_SLICE = 2000, 600
@@ -98,9 +96,8 @@ def test_out_of_fold_predictions_never_see_their_own_group() -> None:
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, paper_scores_path: Path) -> Settings:
-    return get_settings(data_dir=tmp_path_factory.mktemp("stacked"), corpus_path=corpus_dir,
-                        distill_name=NAME, distill_base_name=BASE, distill_kind="stacked",
-                        distill_discard_path=paper_scores_path.parent / "train_discard.json")
+    return slice_settings(tmp_path_factory.mktemp("stacked"), corpus_dir, paper_scores_path, NAME, BASE,
+                          "stacked")
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +107,7 @@ def train(settings: Settings) -> list[Sample]:
 
 @pytest.fixture(scope="module")
 def fitted(settings: Settings, train: list[Sample], paper_scores_path: Path) -> Path:
-    valid = load_labels(settings, "valid", paper_scores_path, "efficient-empathy")
-    small = LabelSet(valid.pairs[:VALID_SLICE], valid.source)
-    labels = load_discard_labels(settings.distill_discard_path, load_corpus(settings, "train").samples)
-    base = artifact_dir(settings.data_dir, BASE)
-    fit_lexical(small, train, labels[:TRAIN_SLICE], "slice", LexicalOptions(), base)
-    folder = artifact_dir(settings.data_dir, NAME)
-    fit_stacked(small, train, labels[:TRAIN_SLICE], base, StackedOptions(base=BASE), folder)
-    return folder
+    return fit_on_slices(settings, train, paper_scores_path, VALID_SLICE, StackedOptions(base=BASE))
 
 
 def test_fit_measures_the_selection_on_held_out_conversations(fitted: Path) -> None:
