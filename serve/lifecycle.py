@@ -98,7 +98,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
 
 async def _load(gw: Gateway) -> None:
     if gw.router is None:
-        gw.router = await asyncio.to_thread(load_router, Path(gw.settings.data_dir), gw.catalog)
+        gw.router = await asyncio.to_thread(load_router, Path(gw.settings.data_dir), gw.catalog,
+                                             gw.settings)
     await gw.refresh_experiments()
     if gw.settings.experiments_file:
         await gw.load_experiments_file(Path(gw.settings.experiments_file))

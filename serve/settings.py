@@ -67,6 +67,17 @@ class ServeSettings(BaseSettings):
         default=0.5, ge=0.0, le=1.0,
         description="Blend weight used for model `empathy` when no router artifact exists (source=default).",
     )
+    router_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="How the gateway runs the router's sentence encoder: `onnx` (ONNX Runtime on the graph "
+        "exported from the torch model once, cached in ~/.cache/empathy/router-encoder; the same "
+        "embeddings to ~1e-7, ~2.4x less CPU per first turn) or `torch` (the model as training runs it).",
+    )
+    router_threads: int = Field(
+        default=1, ge=1, le=64,
+        description="Threads of the router's encoder in the gateway (`onnx` runtime). 1: the gateway shares "
+        "the CPU with vLLM, and a second thread waits on a busy core more than it saves.",
+    )
     max_body_bytes: int = Field(
         default=2_000_000, ge=1024, description="Largest request body accepted (bytes); larger gets 413."
     )

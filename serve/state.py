@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from empathy.engine import EngineSupervisor
-from empathy.errors import EmpathyError
+from empathy.errors import EmpathyError, ModelError
 from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import Catalog, load_catalog
@@ -19,6 +20,9 @@ from serve.metrics import GatewayMetrics, closed_label
 from serve.routing import StickyCache
 from serve.store import Store
 from serve.upstreams import UpstreamPool
+
+if TYPE_CHECKING:
+    from empathy.router import ContextEncoder
 
 log = logging.getLogger("empathy.serve")
 
@@ -75,7 +79,26 @@ class Gateway:
             await self.put_experiment(exp)
 
 
-def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
+def encoder_cache() -> Path:
+    """Where the exported encoder graph is kept: one per user, shared by every data dir and gateway (the
+    file name carries the key of what it was exported from)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "empathy" / "router-encoder"
+
+
+def router_encoder(settings: Settings) -> ContextEncoder:
+    """The router's encoder as EMPATHY_ROUTER_RUNTIME says (ONNX Runtime by default; torch if asked, or
+    with a warning when onnxruntime is not installed)."""
+    from empathy.router import ContextEncoder, OnnxContextEncoder
+
+    if settings.router_runtime == "onnx":
+        try:
+            return OnnxContextEncoder(encoder_cache(), threads=settings.router_threads)
+        except ModelError as exc:
+            log.warning("router encoder on torch: %s", exc)
+    return ContextEncoder()
+
+
+def load_router(data_dir: Path, catalog: Catalog, settings: Settings) -> RouterLike | None:
     """The trained router if `<data_dir>/router/` has one whose grid matches the served blends."""
     from empathy.router import ARTIFACT_JSON, Router
 
@@ -85,7 +108,7 @@ def load_router(data_dir: Path, catalog: Catalog) -> RouterLike | None:
         log.info("no router artifact in %s: model `empathy` uses the default blend", folder)
         return None
     try:
-        router = Router.load(folder)
+        router = Router.load(folder, router_encoder(settings))
         router.check_blends(catalog.grid, layout.blends_index)
     except EmpathyError as exc:
         log.warning("router not used: %s", exc)

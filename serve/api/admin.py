@@ -21,7 +21,7 @@ async def reload(request: Request) -> dict[str, Any]:
     gw: Gateway = request.app.state.gateway
     old_paths = dict(gw.catalog.paths)
     catalog = await asyncio.to_thread(reload_catalog, gw)
-    gw.router = await asyncio.to_thread(load_router, Path(gw.settings.data_dir), catalog)
+    gw.router = await asyncio.to_thread(load_router, Path(gw.settings.data_dir), catalog, gw.settings)
     restarted = False
     if gw.supervisor is not None and catalog.paths != old_paths:
         # The child serves a fixed set of LoRA modules: a new set needs a new child.
