@@ -14,8 +14,10 @@ baseline, gateway, direct) so a drift of the machine's load hits every path alik
 statistics are the throughput ratio gateway/direct (tokens/s) and the TTFT p50 difference gateway - direct;
 printed as their mean over rounds with a 95% t-interval (the ratio's on the log scale). The gateway's own
 CPU (utime + stime from /proc/<pid>/stat) is divided by the tokens it streamed in each run: CPU seconds per
-1,000 tokens. `--profile` records each gateway with py-spy during one extra run (collapsed stacks and the
-top functions by own time in bench/out/). Numbers are written to bench/out/gateway_overhead-<time>.json.
+1,000 tokens, also net of its idle CPU (health checks and the experiments refresh, measured before
+the load for --idle-seconds). `--profile` records each gateway with py-spy during one extra run
+(collapsed stacks and the top functions by own time in bench/out/). Numbers are written to
+bench/out/gateway_overhead-<time>.json.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
     ttfts = sorted(r[0] * 1000 for r in results)
     tokens = sum(r[1] for r in results)
     return {"req_s": requests / wall, "tok_s": tokens / wall, "cpu_s_per_1k_tok": cpu_used / tokens * 1000,
+            "cpu_s": cpu_used, "wall_s": wall, "tokens": float(tokens),
             "ttft_p50_ms": statistics.median(ttfts), "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))]}
 
 
@@ -150,6 +153,13 @@ class Path_:
     url: str
     proc: subprocess.Popen[bytes] | None = None
     runs: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    idle_cpu: float = 0.0  # CPU seconds per second with no traffic (health checks, experiments refresh)
+
+    def measure_idle(self, seconds: float) -> None:
+        if self.proc is not None:
+            before = cpu_seconds(self.proc.pid)
+            time.sleep(seconds)
+            self.idle_cpu = (cpu_seconds(self.proc.pid) - before) / seconds
 
 
 def run_once(path: Path_, concurrency: int, args: argparse.Namespace) -> dict[str, float]:
@@ -194,6 +204,8 @@ def summary(paths: list[Path_], concurrency: int) -> dict[str, Any]:
         if p.proc:
             row["cpu_s_per_1k_tok"], row["cpu_low"], row["cpu_high"] = t_interval(
                 [r["cpu_s_per_1k_tok"] for r in runs])
+            row["net_cpu_s_per_1k_tok"], row["net_low"], row["net_high"] = t_interval(
+                [(r["cpu_s"] - p.idle_cpu * r["wall_s"]) / r["tokens"] * 1000 for r in runs])
             out["vs_direct"][p.name] = paired(runs, direct)
         out["paths"][p.name] = row
     if len(paths) == 3:
@@ -203,12 +215,15 @@ def summary(paths: list[Path_], concurrency: int) -> dict[str, Any]:
 
 def report(concurrency: int, s: dict[str, Any]) -> None:
     print(f"\nconcurrency {concurrency} (medians over rounds)")
-    cpu_head = "gateway CPU s / 1k tok [95%]"
-    print(f"  {'':9} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12} {cpu_head:>30}")
+    cpu_head, net_head = "gateway CPU s / 1k tok [95%]", "net of idle CPU [95%]"
+    print(f"  {'':9} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12} {cpu_head:>30} {net_head:>26}")
     for name, r in s["paths"].items():
         cpu = (f"{r['cpu_s_per_1k_tok']:.3f} [{r['cpu_low']:.3f}, {r['cpu_high']:.3f}]"
                if "cpu_s_per_1k_tok" in r else "")
-        print(f"  {name:9} {r['tok_s']:8.1f} {r['ttft_p50_ms']:12.1f} {r['ttft_p95_ms']:12.1f} {cpu:>30}")
+        net = (f"{r['net_cpu_s_per_1k_tok']:.3f} [{r['net_low']:.3f}, {r['net_high']:.3f}]"
+               if "net_cpu_s_per_1k_tok" in r else "")
+        print(f"  {name:9} {r['tok_s']:8.1f} {r['ttft_p50_ms']:12.1f} {r['ttft_p95_ms']:12.1f} "
+              f"{cpu:>30} {net:>26}")
     pairs = [(f"{n}/direct", v) for n, v in s["vs_direct"].items()]
     pairs += [("gateway/baseline", s["vs_baseline"])] if s["vs_baseline"] else []
     for label, v in pairs:
@@ -273,6 +288,8 @@ def parse_args() -> argparse.Namespace:
                    help="rounds per concurrency (each runs every path once)")
     p.add_argument("--baseline", metavar="REF", help="also measure a gateway at git REF (before a change)")
     p.add_argument("--profile", action="store_true", help="py-spy profile of each gateway (bench/out/)")
+    p.add_argument("--idle-seconds", type=float, default=20.0,
+                   help="each gateway's CPU without traffic is measured this long and subtracted (net)")
     return p.parse_args()
 
 
@@ -337,7 +354,10 @@ def start_paths(args: argparse.Namespace, upstream: str, tmp: Path,
         procs.append(proc)
         wait_http(f"http://127.0.0.1:{port}/health", 300, proc)
         paths.append(Path_(name, f"http://127.0.0.1:{port}", proc))
-    return paths, {"paths": {name: desc for name, _, desc in trees}}
+    for path in paths:
+        path.measure_idle(args.idle_seconds)
+    return paths, {"paths": {name: desc for name, _, desc in trees},
+                   "idle_cpu_s_per_s": {p.name: p.idle_cpu for p in paths if p.proc}}
 
 
 if __name__ == "__main__":

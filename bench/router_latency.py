@@ -6,7 +6,8 @@ Loads one router artifact (default: the committed release router) twice, with th
 default threads, as the gateway ran it before) and with the ONNX Runtime encoder the gateway uses now
 (EMPATHY_ROUTER_THREADS threads, default 1). Prints:
 - p50/p95 of one `predict` call per first turn of the corpus's test split (EMPATHY_CORPUS_PATH), both
-  runtimes timed in turn on each context, so load drifts hit both alike;
+  runtimes timed in turn on each context, so load drifts hit both alike; wall time and the process's CPU
+  time (on a loaded machine the CPU time is closer to what the call takes on an idle one);
 - on --contexts random contexts of the test split (every turn, not only first ones): the share on which both
   choose the same blend (argmax), the largest difference of the expected sensibility weight E[w], and of
   any probability.
@@ -51,15 +52,17 @@ def percentiles(ms: Sequence[float]) -> tuple[float, float]:
 Predict = Callable[[Messages], list[float]]
 
 
-def timed(predicts: dict[str, Predict], convs: list[Messages]) -> dict[str, list[float]]:
-    """Milliseconds of each predict on each context, the runtimes in turn (alternating which goes first)."""
-    ms: dict[str, list[float]] = {name: [] for name in predicts}
+def timed(predicts: dict[str, Predict], convs: list[Messages]) -> dict[str, dict[str, list[float]]]:
+    """Wall and CPU milliseconds (the process's, all threads: what is taken from vLLM on a shared machine) of
+    each predict on each context, the runtimes in turn (alternating which goes first)."""
+    ms: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in predicts}
     names = list(predicts)
     for i, conv in enumerate(convs):
         for name in names if i % 2 == 0 else reversed(names):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             predicts[name](conv)
-            ms[name].append((time.perf_counter() - started) * 1000)
+            ms[name]["cpu"].append((time.process_time() - cpu) * 1000)
+            ms[name]["wall"].append((time.perf_counter() - started) * 1000)
     return ms
 
 
@@ -96,9 +99,10 @@ def main() -> int:
     ms = timed({name: r.predict for name, r in routers.items()}, first)
     result: dict[str, object] = {"router": args.router, "load": os.getloadavg(), "latency_ms": {}}
     for name, values in ms.items():
-        p50, p95 = percentiles(values)
-        result["latency_ms"][name] = {"p50": p50, "p95": p95}  # type: ignore[index]
-        print(f"  {name:22} predict p50 {p50:6.2f} ms   p95 {p95:6.2f} ms")
+        (p50, p95), (cpu50, cpu95) = percentiles(values["wall"]), percentiles(values["cpu"])
+        result["latency_ms"][name] = {"p50": p50, "p95": p95, "cpu_p50": cpu50, "cpu_p95": cpu95}  # type: ignore[index]
+        print(f"  {name:22} predict p50 {p50:6.2f} ms   p95 {p95:6.2f} ms   (CPU p50 {cpu50:6.2f} ms, "
+              f"p95 {cpu95:6.2f} ms)")
     probs = [np.array([r.predict(c) for c in any_turn]) for r in routers.values()]
     grid = next(iter(routers.values())).grid
     result["agreement"] = agreement(grid, probs[0], probs[1])
