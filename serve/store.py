@@ -38,6 +38,8 @@ from serve.experiments import Experiment
 from serve.migrations import migrate
 
 log = logging.getLogger("empathy.serve")
+# Dialects with a one-statement insert-or-update (`on_conflict_do_update`); others use the ORM's merge.
+UPSERT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 class Base(DeclarativeBase):
@@ -142,17 +144,13 @@ class Store:
         PostgreSQL (the ORM's merge would read the row first), on the path to the end of every reply."""
         values = {"created": time.time(), **c.__dict__}
         update = {k: v for k, v in values.items() if k != "id"}
-        dialect = self.engine.dialect.name
-        if dialect == "sqlite":
-            stmt: Any = sqlite_insert(CompletionRow).values(**values).on_conflict_do_update(
-                index_elements=["id"], set_=update)
-        elif dialect == "postgresql":
-            stmt = postgresql_insert(CompletionRow).values(**values).on_conflict_do_update(
-                index_elements=["id"], set_=update)
-        else:
+        insert = UPSERT_INSERTS.get(self.engine.dialect.name)
+        if insert is None:
             with Session(self.engine) as s, s.begin():
                 s.merge(CompletionRow(**values))
             return
+        stmt = insert(CompletionRow).values(**values).on_conflict_do_update(index_elements=["id"],
+                                                                            set_=update)
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
