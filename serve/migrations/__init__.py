@@ -100,6 +100,13 @@ def _note_adoption(conn: Connection) -> None:
     conn.rollback()  # leave no transaction open: Alembic begins and commits its own
 
 
+def sqlite_lock_path(database: str) -> Path:
+    """The file that serialises migrations of the SQLite database at `database` (created beside it)."""
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".migrate-lock")
+
+
 @contextlib.contextmanager
 def _exclusive(engine: Engine) -> Iterator[None]:
     """One migration at a time: in this process, and across gateways sharing the database."""
@@ -114,9 +121,11 @@ def _exclusive(engine: Engine) -> Iterator[None]:
                     lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
                     lock.commit()
         elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            # flock on the database file itself: independent of SQLite's own (POSIX) locks on Linux
-            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-            with open(engine.url.database, "ab") as handle:
+            # flock on a lock file of its own, never the database file: closing any descriptor of the
+            # database drops every POSIX lock this process holds on it, SQLite's included (its WAL-mode
+            # shared lock); another process's last close then checkpointed and deleted the WAL under our
+            # open connections, and their next write was lost.
+            with open(sqlite_lock_path(engine.url.database), "ab") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 try:
                     yield
