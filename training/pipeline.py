@@ -41,7 +41,7 @@ class Profile:
     expert_max_steps: int | None
     router_split: str
     router_limit: int | None
-    train: dict[str, Any] = field(default_factory=dict)  # training settings this profile overrides
+    train: dict[str, Any] = field(default_factory=dict)  # training settings (experts, router) it overrides
     eval_limit: int | None = None  # test samples of the eval step; None: no eval step
     experts: tuple[str, ...] = EXPERTS
 
@@ -49,8 +49,9 @@ class Profile:
 PROFILES = {
     # About 20 minutes on 2 CPU cores: small experts, a few hundred router samples.
     "quick": Profile("quick", "train", 2000, 128, 16, "train", 200),
-    # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert.
-    "smoke": Profile("smoke", "train", 200, 16, 2, "train", 40),
+    # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert, a
+    # reply-kind stage on 300 scored samples (an encoder pass each; the default 20,000 took most of its time).
+    "smoke": Profile("smoke", "train", 200, 16, 2, "train", 40, train={"router_kind_limit": 300}),
     # The release: the whole train split judged, experts that differ (one epoch of 2,000 samples each, LoRA on
     # the last 12 layers, lr 2e-4), router targets on 1,500 samples, the eval table on 100 test samples.
     "standard": Profile("standard", "train", None, 2000, None, "train", 1500,
@@ -287,11 +288,11 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
                       [layout.expert("sensibility"), layout.expert("rationality")],
                       [layout.blends_index], blends_action(settings)))
     router_params = {"split": profile.router_split, "limit": profile.router_limit,
-                     "t": settings.router_temperature, "l2": settings.router_l2,
-                     "features": settings.router_features, "kind_limit": settings.router_kind_limit}
+                     "t": train.router_temperature, "l2": train.router_l2,
+                     "features": train.router_features, "kind_limit": train.router_kind_limit}
     steps.append(Step("router", router_params, [layout.blends_index, layout.subset("full")],
                       [layout.router / ARTIFACT_JSON],
-                      router_action(settings, profile, url)))
+                      router_action(train, profile, url)))
     from training.moe.pipeline_step import moe_step
 
     # The eval table comes before the MoE's gates: the release needs the first, not the second (the moe row

@@ -73,3 +73,18 @@ def test_select_step_imports_scores_and_writes_the_subsets(tmp_path: Path, corpu
     manifest = json.loads((tmp_path / "subsets" / "manifest.json").read_text())
     assert manifest["judge"] == "efficient-empathy-chatgpt" and manifest["split"] == "valid"
     assert steps["select"].outputs == [tmp_path / "subsets" / "manifest.json"]
+
+
+def test_a_profile_overrides_the_router_settings_too(tmp_path: Path, corpus_dir: Path,
+                                                     paper_scores_path: Path) -> None:
+    """The smoke profile caps the router's reply-kind stage (one encoder pass per scored sample), and the
+    router step's fingerprint says so; the standard profile keeps the settings' value."""
+    from empathy.settings import get_settings
+    from training.pipeline import plan
+
+    settings = get_settings(data_dir=str(tmp_path), corpus_path=str(corpus_dir))
+    limits = {name: {s.name: s for s in plan(settings, PROFILES[name], None, paper_scores_path, None)}
+              ["router"].params["kind_limit"] for name in ("smoke", "standard")}
+    assert limits == {"smoke": PROFILES["smoke"].train["router_kind_limit"],
+                      "standard": settings.router_kind_limit}
+    assert limits["smoke"] < settings.router_kind_limit
