@@ -246,7 +246,7 @@ def top_functions(collapsed: Path, n: int = 25) -> list[str]:
 def profile(path: Path_, concurrency: int, args: argparse.Namespace, stamp: str) -> Path | None:
     """py-spy samples the gateway (idle frames left out) during one extra run."""
     assert path.proc is not None
-    spy = REPO / ".venv" / "bin" / "py-spy"
+    spy = Path(sys.executable).parent / "py-spy"  # the dev dependency in the venv running this script
     if not spy.exists():
         print("py-spy is not installed (`pip install py-spy`, a dev dependency): no profile", file=sys.stderr)
         return None
