@@ -15,9 +15,12 @@ statistics are the throughput ratio gateway/direct (tokens/s) and the TTFT p50 d
 printed as their mean over rounds with a 95% t-interval (the ratio's on the log scale). The gateway's own
 CPU (utime + stime from /proc/<pid>/stat) is divided by the tokens it streamed in each run: CPU seconds per
 1,000 tokens, also net of its idle CPU (health checks and the experiments refresh, measured before
-the load for --idle-seconds). `--profile` records each gateway with py-spy during one extra run
-(collapsed stacks and the top functions by own time in bench/out/). Numbers are written to
-bench/out/gateway_overhead-<time>.json.
+the load for --idle-seconds). With its own engine the script also counts the engine's CPU (every process of
+its session) per run, and prints the CPU-implied throughput ratio engine / (engine + gateway CPU) per token:
+on 2 saturated cores the gateway's CPU is taken from the engine, and this ratio, measured on the same tokens,
+resolves 1% where the tok/s ratio between runs cannot (its noise is +-5-10% per run here). `--profile`
+records each gateway with py-spy during one extra run (collapsed stacks and the top functions by own time in
+bench/out/). Numbers are written to bench/out/gateway_overhead-<time>.json.
 """
 
 from __future__ import annotations
@@ -66,9 +69,9 @@ async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
 
 
 async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
-               cpu: Callable[[], float]) -> dict[str, float]:
+               cpu: Callable[[], float], engine_cpu: Callable[[], float]) -> dict[str, float]:
     """One run: `requests` streamed chats, `concurrency` at a time, after `concurrency` warm-up requests;
-    `cpu()` is read around the timed part."""
+    `cpu()` (the gateway's) and `engine_cpu()` are read around the timed part."""
     client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench", max_retries=0, timeout=600)
     sem = asyncio.Semaphore(concurrency)
 
@@ -77,14 +80,15 @@ async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
             return await one(client, max_tokens)
 
     await asyncio.gather(*(guarded() for _ in range(concurrency)))  # warm-up: connections open
-    cpu_before, started = cpu(), time.perf_counter()
+    cpu_before, engine_before, started = cpu(), engine_cpu(), time.perf_counter()
     results = await asyncio.gather(*(guarded() for _ in range(requests)))
     wall, cpu_used = time.perf_counter() - started, cpu() - cpu_before
+    engine_used = engine_cpu() - engine_before
     await client.close()
     ttfts = sorted(r[0] * 1000 for r in results)
     tokens = sum(r[1] for r in results)
     return {"req_s": requests / wall, "tok_s": tokens / wall, "cpu_s_per_1k_tok": cpu_used / tokens * 1000,
-            "cpu_s": cpu_used, "wall_s": wall, "tokens": float(tokens),
+            "cpu_s": cpu_used, "wall_s": wall, "tokens": float(tokens), "engine_cpu_s": engine_used,
             "ttft_p50_ms": statistics.median(ttfts), "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))]}
 
 
@@ -92,6 +96,19 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """CPU seconds of every live process in session `sid` (the engine: its server, EngineCore, workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[3]) == sid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+    return total
 
 
 def free_port() -> int:
@@ -163,9 +180,10 @@ class Path_:
 
 
 def run_once(path: Path_, concurrency: int, args: argparse.Namespace) -> dict[str, float]:
-    proc = path.proc
+    proc, sid = path.proc, args.engine_sid
     cpu = (lambda: cpu_seconds(proc.pid)) if proc else (lambda: 0.0)
-    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu))
+    engine_cpu = (lambda: session_cpu_seconds(sid)) if sid else (lambda: 0.0)
+    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu, engine_cpu))
 
 
 def rounds(paths: list[Path_], concurrency: int, args: argparse.Namespace) -> None:
@@ -195,18 +213,34 @@ def paired(a: list[dict[str, float]], b: list[dict[str, float]]) -> dict[str, fl
             "ttft_diff_ms": ttft[0], "ttft_diff_low": ttft[1], "ttft_diff_high": ttft[2]}
 
 
+def cpu_implied(runs: list[dict[str, float]], idle_cpu: float) -> dict[str, float]:
+    """On a machine whose cores the engine saturates, every CPU second of the gateway is taken from the
+    engine: throughput ratio = engine CPU per token / (engine + gateway CPU per token), per run (the same
+    tokens, so no noise between runs); the mean with its 95% interval over rounds. A bound for a 2-core box
+    that is far narrower than the measured tok/s ratio."""
+    ratios = [r["engine_cpu_s"] / (r["engine_cpu_s"] + max(r["cpu_s"] - idle_cpu * r["wall_s"], 0.0))
+              for r in runs]
+    mean, low, high = t_interval(ratios)
+    return {"cpu_ratio": mean, "cpu_ratio_low": low, "cpu_ratio_high": high,
+            "engine_cpu_s_per_1k_tok": statistics.fmean(r["engine_cpu_s"] / r["tokens"] * 1000 for r in runs)}
+
+
 def summary(paths: list[Path_], concurrency: int) -> dict[str, Any]:
     direct = paths[0].runs[concurrency]
     out: dict[str, Any] = {"paths": {}, "vs_direct": {}, "vs_baseline": None}
     for p in paths:
         runs = p.runs[concurrency]
         row = {k: statistics.median(r[k] for r in runs) for k in ("tok_s", "ttft_p50_ms", "ttft_p95_ms")}
+        row["engine_cpu_s_per_1k_tok"] = statistics.median(r["engine_cpu_s"] / r["tokens"] * 1000
+                                                           for r in runs)
         if p.proc:
             row["cpu_s_per_1k_tok"], row["cpu_low"], row["cpu_high"] = t_interval(
                 [r["cpu_s_per_1k_tok"] for r in runs])
             row["net_cpu_s_per_1k_tok"], row["net_low"], row["net_high"] = t_interval(
                 [(r["cpu_s"] - p.idle_cpu * r["wall_s"]) / r["tokens"] * 1000 for r in runs])
             out["vs_direct"][p.name] = paired(runs, direct)
+            if any(r["engine_cpu_s"] for r in runs):
+                out["vs_direct"][p.name].update(cpu_implied(runs, p.idle_cpu))
         out["paths"][p.name] = row
     if len(paths) == 3:
         out["vs_baseline"] = paired(paths[1].runs[concurrency], paths[2].runs[concurrency])
@@ -216,20 +250,24 @@ def summary(paths: list[Path_], concurrency: int) -> dict[str, Any]:
 def report(concurrency: int, s: dict[str, Any]) -> None:
     print(f"\nconcurrency {concurrency} (medians over rounds)")
     cpu_head, net_head = "gateway CPU s / 1k tok [95%]", "net of idle CPU [95%]"
-    print(f"  {'':9} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12} {cpu_head:>30} {net_head:>26}")
+    print(f"  {'':9} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p95 ms':>12} {cpu_head:>30} {net_head:>26}"
+          f" {'engine CPU s / 1k tok':>22}")
     for name, r in s["paths"].items():
         cpu = (f"{r['cpu_s_per_1k_tok']:.3f} [{r['cpu_low']:.3f}, {r['cpu_high']:.3f}]"
                if "cpu_s_per_1k_tok" in r else "")
         net = (f"{r['net_cpu_s_per_1k_tok']:.3f} [{r['net_low']:.3f}, {r['net_high']:.3f}]"
                if "net_cpu_s_per_1k_tok" in r else "")
         print(f"  {name:9} {r['tok_s']:8.1f} {r['ttft_p50_ms']:12.1f} {r['ttft_p95_ms']:12.1f} "
-              f"{cpu:>30} {net:>26}")
+              f"{cpu:>30} {net:>26} {r['engine_cpu_s_per_1k_tok']:22.2f}")
     pairs = [(f"{n}/direct", v) for n, v in s["vs_direct"].items()]
     pairs += [("gateway/baseline", s["vs_baseline"])] if s["vs_baseline"] else []
     for label, v in pairs:
         print(f"  {label:17} throughput ratio {v['ratio']:.4f} [{v['ratio_low']:.4f}, {v['ratio_high']:.4f}]"
               f"   TTFT p50 diff {v['ttft_diff_ms']:+.2f} ms [{v['ttft_diff_low']:+.2f}, "
               f"{v['ttft_diff_high']:+.2f}]")
+        if "cpu_ratio" in v:
+            print(f"  {'':17} CPU-implied ratio {v['cpu_ratio']:.4f} [{v['cpu_ratio_low']:.4f}, "
+                  f"{v['cpu_ratio_high']:.4f}] (engine {v['engine_cpu_s_per_1k_tok']:.2f} CPU s / 1k tok)")
 
 
 def top_functions(collapsed: Path, n: int = 25) -> list[str]:
@@ -312,6 +350,7 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse_args()
+    args.engine_sid = None  # an --upstream engine's processes are unknown: its CPU is not counted
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     engine, procs = None, list[subprocess.Popen[bytes]]()
@@ -322,6 +361,7 @@ def main() -> int:
                 port = free_port()
                 os.mkdir(f"{tmp}/engine")
                 engine = start_engine(args.model, port, f"{tmp}/engine")
+                args.engine_sid = engine.pid  # its own session: the engine's CPU is counted per run
                 upstream = f"http://127.0.0.1:{port}"
                 wait_http(f"{upstream}/health", 1200, engine)
             paths, header = start_paths(args, upstream, Path(tmp), procs)
