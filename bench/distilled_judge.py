@@ -8,7 +8,9 @@ judge is the stacked one (a second stage over the lexical judge's TF-IDF S/R and
 `--name paper-lexical` with EMPATHY_DISTILL_KIND=lexical measures the lexical judge, `--name paper-embed`
 with EMPATHY_DISTILL_KIND=embed the stacked judge with the reply's MiniLM embedding (about 56 items per
 CPU-second, against the stacked judge's 3,040: the encoder is the cost), `--name paper-minilm` with
-EMPATHY_DISTILL_KIND=cross-encoder the cross-encoder.
+EMPATHY_DISTILL_KIND=cross-encoder the cross-encoder. `--judge distilled:paper-xenc` scores a fitted judge by
+name without the default-judge check (e.g. the fine-tuned cross-encoder of kind `finetune`, which is never
+fitted here: `empathy select distill fit --kind finetune --name paper-xenc` takes ~45 min).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (EMPATHY_DISTILL_THREADS)")
     parser.add_argument("--batch", type=int, default=None, help="samples per forward pass")
     parser.add_argument("--name", default=None, help="artifact name (EMPATHY_DISTILL_NAME)")
+    parser.add_argument("--judge", default=None,
+                        help="a fitted judge to score, e.g. distilled:paper-xenc (default: the default "
+                        "judge, fitted first if missing)")
     return parser.parse_args()
 
 
@@ -61,7 +66,7 @@ def main() -> None:
     args = parse_args()
     settings = get_settings(distill_threads=args.threads, distill_batch_size=args.batch,
                             distill_name=args.name)
-    spec = ensure_default_judge(settings)
+    spec = args.judge or ensure_default_judge(settings)
     train = load_corpus(settings, "train").samples
     samples = random.Random(0).sample(train, min(args.n, len(train))) if args.n else train
     with tempfile.TemporaryDirectory() as tmp:

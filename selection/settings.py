@@ -60,7 +60,7 @@ class SelectionSettings(BaseSettings):
         "(EMPATHY_DISTILL_KIND=lexical EMPATHY_DISTILL_NAME=paper-lexical) and the cross-encoder "
         "`paper-minilm` (EMPATHY_DISTILL_KIND=cross-encoder EMPATHY_DISTILL_NAME=paper-minilm).",
     )
-    distill_kind: Literal["stacked", "embed", "lexical", "cross-encoder"] = Field(
+    distill_kind: Literal["stacked", "embed", "lexical", "finetune", "cross-encoder"] = Field(
         default="stacked",
         description="stacked: a second stage over the lexical judge `distill_base_name` (ridge from its S/R, "
         "discard logit and lengths to S and R; the bucket rule's thresholds calibrated for macro-F1 on "
@@ -68,7 +68,10 @@ class SelectionSettings(BaseSettings):
         "with a ridge over the reply's MiniLM embedding as a second first stage (`distilled:paper-embed`; "
         "EMPATHY_DISTILL_KIND=embed EMPATHY_DISTILL_NAME=paper-embed). lexical: TF-IDF ridge for "
         "S/R (valid scores) + a discard head learned from the paper's train keep/discard labels "
-        "(`distill_discard_path`) with a calibrated threshold. cross-encoder: fine-tuned MiniLM, S/R only.",
+        "(`distill_discard_path`) with a calibrated threshold. finetune: MiniLM fine-tuned end to end as a "
+        "cross-encoder (last turn + reply) with S/R and keep/discard heads, the stacked judge's calibrated "
+        "bucket rule (`distilled:paper-xenc`; EMPATHY_DISTILL_KIND=finetune). cross-encoder: fine-tuned "
+        "MiniLM, S/R only.",
     )
     distill_base_name: str = Field(
         default="paper-lexical",

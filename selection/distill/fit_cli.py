@@ -37,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of split and training")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N labelled samples")
-    parser.add_argument("--kind", choices=["stacked", "embed", "lexical", "cross-encoder"], default=None,
+    parser.add_argument("--kind", choices=["stacked", "embed", "lexical", "finetune", "cross-encoder"],
+                        default=None,
                         help="EMPATHY_DISTILL_KIND: stacked (second stage over the lexical judge --base, "
                         "bucket rule calibrated for macro-F1), embed (stacked + the reply's MiniLM "
-                        "embedding), lexical (S/R + calibrated discard head) or cross-encoder")
+                        "embedding), lexical (S/R + calibrated discard head), finetune (MiniLM fine-tuned "
+                        "as a cross-encoder with S/R and discard heads) or cross-encoder")
     parser.add_argument("--base", default=None,
                         help="the stacked judge's lexical base (EMPATHY_DISTILL_BASE_NAME; reused if fitted)")
     parser.add_argument("--discard", type=Path, default=None,
@@ -86,7 +88,13 @@ def _print(meta: Any, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     from empathy.logs import setup_logging
     from selection.distill.artifact import artifact_dir
-    from selection.distill.service import fit_lexical_named, fit_named, fit_stacked_named, load_labels
+    from selection.distill.service import (
+        fit_finetune_named,
+        fit_lexical_named,
+        fit_named,
+        fit_stacked_named,
+        load_labels,
+    )
 
     args = build_parser().parse_args(argv)
     settings = settings_from(args, distill_name=args.name, distill_epochs=args.epochs,
@@ -101,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = fit_stacked_named(settings, labels, settings.distill_name, settings.distill_kind)
     elif settings.distill_kind == "lexical":
         meta = fit_lexical_named(settings, labels, settings.distill_name)
+    elif settings.distill_kind == "finetune":
+        meta = fit_finetune_named(settings, labels, settings.distill_name)
     else:
         meta = fit_named(settings, labels, settings.distill_name, baseline=not args.no_baseline,
                          limit=args.limit)

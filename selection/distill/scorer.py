@@ -89,12 +89,22 @@ class EmbedScorer(StackedScorer):
         return EmbedModel.load(folder)
 
 
-Scorer = DistilledScorer | LexicalScorer | StackedScorer | EmbedScorer
+class FinetuneScorer(StackedScorer):
+    """The fine-tuned cross-encoder judge (artifact kind `finetune`): outputs as the stacked judge's."""
+
+    @staticmethod
+    def load_model(folder: Path) -> Any:
+        from selection.distill.finetune import FinetuneModel
+
+        return FinetuneModel.load(folder)
+
+
+Scorer = DistilledScorer | LexicalScorer | StackedScorer | EmbedScorer | FinetuneScorer
 
 
 def load_scorer(folder: Path) -> Scorer:
-    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, `embed`, else the
-    cross-encoder)."""
+    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, `embed`, `finetune`, else
+    the cross-encoder)."""
     kind = read_meta(folder).config.get("kind")
     if kind == "lexical":
         return LexicalScorer.load(folder)
@@ -102,4 +112,6 @@ def load_scorer(folder: Path) -> Scorer:
         return StackedScorer.load(folder)
     if kind == "embed":
         return EmbedScorer.load(folder)
+    if kind == "finetune":
+        return FinetuneScorer.load(folder)
     return DistilledScorer.load(folder)

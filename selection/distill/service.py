@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from empathy.errors import ModelError
 from selection.distill.artifact import META_FILE, ArtifactMeta, artifact_dir, read_meta
 from selection.distill.encoder import EncoderConfig
+from selection.distill.finetune import FinetuneOptions
 from selection.distill.fit import FitOptions, fit_distilled
 from selection.distill.fit_lexical import LexicalOptions
 from selection.distill.fit_stacked import StackedOptions
@@ -116,11 +117,33 @@ def fit_stacked_named(settings: Settings, labels: LabelSet, name: str, kind: str
     return fit_stacked(labels, train, discard, base, opts, artifact_dir(settings.data_dir, name), extra)
 
 
+def finetune_options(settings: Settings) -> FinetuneOptions:
+    return FinetuneOptions(holdout=settings.distill_holdout, seed=settings.distill_seed,
+                           max_len=settings.distill_max_len)
+
+
+def fit_finetune_named(settings: Settings, labels: LabelSet, name: str) -> ArtifactMeta:
+    """The fine-tuned cross-encoder judge (`selection/distill/finetune.py`) from `labels` (valid scores) and
+    the train split's keep/discard labels; resumes an interrupted fit from its checkpoint."""
+    from selection.commands.common import load_split
+    from selection.distill.baseline import minilm_path
+    from selection.distill.discard_labels import load_discard_labels
+    from selection.distill.fit_finetune import fit_finetune
+
+    set_threads(settings.distill_threads)
+    train = load_split(settings, "train").samples
+    discard = load_discard_labels(Path(settings.distill_discard_path), train)
+    return fit_finetune(labels, train, discard, finetune_options(settings),
+                        artifact_dir(settings.data_dir, name), minilm_path())
+
+
 def _wanted_config(settings: Settings, kind: str) -> dict[str, Any]:
     if kind == "lexical":
         return lexical_options(settings).config()
     if kind in ("stacked", "embed"):
         return stacked_options(settings, kind).config()
+    if kind == "finetune":
+        return finetune_options(settings).config()
     return encoder_config(settings).to_json()
 
 
@@ -132,7 +155,7 @@ def _is_current(folder: Path, settings: Settings, kind: str) -> bool:
     except ModelError as exc:
         log.warning("re-fitting the default distilled judge: %s", exc)
         return False
-    if kind in ("lexical", "stacked", "embed"):
+    if kind in ("lexical", "stacked", "embed", "finetune"):
         current = fitted == _wanted_config(settings, kind)
     else:
         current = fitted.get("kind") is None and same_settings(fitted, _wanted_config(settings, kind))
@@ -157,6 +180,8 @@ def ensure_default_judge(settings: Settings) -> str:
         fit_stacked_named(settings, labels, name, settings.distill_kind)
     elif settings.distill_kind == "lexical":
         fit_lexical_named(settings, labels, name)
+    elif settings.distill_kind == "finetune":
+        fit_finetune_named(settings, labels, name)
     else:
         fit_named(settings, labels, name, baseline=False)
     return f"distilled:{name}"
