@@ -9,7 +9,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from empathy.engine import EngineSpec, EngineSupervisor, lora_rank_for, spec_from_settings
@@ -18,7 +17,7 @@ from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
 from serve.metrics import EngineCollector
 from serve.state import Gateway, load_router
-from serve.upstreams import Upstream, UpstreamPool
+from serve.upstreams import Upstream, UpstreamPool, upstream_client
 
 log = logging.getLogger("empathy.serve")
 
@@ -70,8 +69,7 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             gw.supervisor.start()  # requests get 503 until the child is healthy
         if gw.moe_supervisor is not None:
             gw.moe_supervisor.start()  # the MoE's child: its own engine, started alongside
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
-        async with httpx.AsyncClient(limits=limits) as client:
+        async with upstream_client() as client:
             gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval,
                                    gw.settings.health_timeout)
             sup = gw.supervisor

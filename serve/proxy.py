@@ -9,15 +9,16 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+import aiohttp
+from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from serve.errors import APIError, unavailable
+from serve.event_stream import EventStream
 from serve.routing import Route
 from serve.state import Gateway
 from serve.store import Completion
@@ -67,20 +68,31 @@ async def _disconnected(receive: Receive) -> None:
 
 async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
     """`work`'s result, or ClientGone as soon as the client disconnects, with `work` cancelled (which
-    closes its connection to vLLM, and vLLM aborts the generation). The body must have been read."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_disconnected(receive))
+    closes its connection to vLLM, and vLLM aborts the generation). The body must have been read. `work`
+    runs in the caller's task; one watcher task cancels it when the client leaves."""
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        await _disconnected(receive)
+        left = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        result = await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()  # the client left: not a cancellation of the request's task
+        raise ClientGone() from None
     finally:
-        watch.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise ClientGone()
-    return task.result()
+        watcher.cancel()
+    if left:
+        task.uncancel()  # `work` finished despite the cancellation
+    return result
 
 
 def upstream_error(status: int, content: bytes, headers: Mapping[str, str] | None = None) -> APIError:
@@ -114,11 +126,17 @@ def upstream_json(status: int, content: bytes) -> dict[str, Any]:
     return data
 
 
-def _transport_error(gw: Gateway, up: Upstream, exc: httpx.HTTPError) -> APIError:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+# What the client to vLLM raises: aiohttp's errors, and TimeoutError for every timeout (aiohttp's timeout
+# errors derive from it: ConnectionTimeoutError for the connect timeout, SocketTimeoutError for a read).
+UpstreamFailure = (aiohttp.ClientError, TimeoutError)
+_CONNECT_FAILURES = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+def _transport_error(gw: Gateway, up: Upstream, exc: Exception) -> APIError:
+    if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError):
         return APIError(504, f"vLLM did not answer in time ({type(exc).__name__}; "
                         "EMPATHY_UPSTREAM_TIMEOUT).", code="upstream_timeout")
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+    if isinstance(exc, _CONNECT_FAILURES):
         assert gw.pool is not None
         gw.pool.mark_down(up, f"{type(exc).__name__}: {exc}")
         return unavailable(f"no vLLM engine is reachable ({type(exc).__name__}); retry in a few seconds.")
@@ -162,40 +180,53 @@ async def _record(gw: Gateway, call: Call, completion_id: str | None, ttft: floa
 
 
 class _Failed(Exception):
-    def __init__(self, up: Upstream, exc: httpx.HTTPError) -> None:
+    def __init__(self, up: Upstream, exc: Exception) -> None:
         super().__init__(str(exc))
         self.up, self.exc = up, exc
 
 
-async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] = frozenset()
-                   ) -> tuple[Upstream, httpx.Response, contextlib.AsyncExitStack]:
+def request_body(body: dict[str, Any]) -> bytes:
+    """The JSON sent to vLLM (compact, UTF-8, no NaN: what httpx sent)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass
+class _Reply:
+    """vLLM's response, its body when read whole (None: a successful stream, not read yet) and the stack that
+    releases the engine slot and the connection (a response not read to its end closes its connection,
+    which makes vLLM abort the generation)."""
+
+    resp: aiohttp.ClientResponse
+    body: bytes | None
+    slot: contextlib.AsyncExitStack
+
+
+async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] = frozenset()) -> _Reply:
     """One try: an upstream slot (another engine than those in `avoid`, if one is healthy) and its response
-    (read whole unless a successful stream); the returned stack releases both."""
+    (read whole unless a successful stream)."""
     assert gw.pool is not None
     slot = contextlib.AsyncExitStack()
     up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter, avoid))
     try:
-        request = gw.pool.client.build_request("POST", f"{up.url}{call.path}", json=call.body,
-                                               timeout=_timeout(gw.settings.upstream_timeout))
-        resp = await gw.pool.client.send(request, stream=True)
-        slot.push_async_callback(resp.aclose)
-        if not stream or resp.status_code >= 400:
-            await resp.aread()
-    except httpx.HTTPError as exc:
+        resp = await gw.pool.client.post(f"{up.url}{call.path}", data=request_body(call.body),
+                                         headers=_JSON, timeout=_timeout(gw.settings.upstream_timeout))
+        slot.callback(resp.release)
+        body = await resp.read() if not stream or resp.status >= 400 else None
+    except UpstreamFailure as exc:
         await slot.aclose()
         raise _Failed(up, exc) from None
     except BaseException:  # cancelled (the client left): closing the connection makes vLLM abort
         await slot.aclose()
         raise
-    return up, resp, slot
+    return _Reply(resp, body, slot)
 
 
-def _retryable(exc: httpx.HTTPError) -> bool:
-    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
+def _retryable(exc: Exception) -> bool:
+    """A broken, refused or garbled connection (not a timeout)."""
+    return isinstance(exc, aiohttp.ClientError) and not isinstance(exc, TimeoutError)
 
 
-async def _send(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, httpx.Response,
-                                                                contextlib.AsyncExitStack]:
+async def _send(gw: Gateway, call: Call, stream: bool) -> _Reply:
     """`_attempt`, again after a broken or refused connection (nothing reached the client yet), up to
     EMPATHY_UPSTREAM_RETRIES times, on another engine when there is one; then that request alone fails."""
     retries, failed_on = gw.settings.upstream_retries, frozenset[str]()
@@ -214,27 +245,33 @@ async def _send(gw: Gateway, call: Call, stream: bool) -> tuple[Upstream, httpx.
 async def forward(gw: Gateway, call: Call) -> Response:
     call.hide_usage = ask_for_usage(call.body)
     try:
-        _up, resp, slot = await _send(gw, call, stream=bool(call.body.get("stream")))
+        reply = await _send(gw, call, stream=bool(call.body.get("stream")))
     except APIError:
         await call.settle()
         raise
-    if call.body.get("stream") and resp.status_code < 400:
-        return StreamingResponse(_relay(gw, call, resp, slot), media_type="text/event-stream",
-                                 headers={**call.headers(), "cache-control": "no-cache"})
-    await slot.aclose()
-    if resp.status_code >= 400:
+    resp = reply.resp
+    if reply.body is None:
+        headers = {**call.headers(), "cache-control": "no-cache"}
+        return EventStream(_relay(gw, call, resp, reply.slot), headers)
+    await reply.slot.aclose()
+    content = reply.body
+    if resp.status >= 400:
         await call.settle()
-        raise upstream_error(resp.status_code, resp.content, resp.headers)
-    data = upstream_json(resp.status_code, resp.content)
+        raise upstream_error(resp.status, content, resp.headers)
+    data = upstream_json(resp.status, content)
     data["empathy"] = call.route.body_field()
     await _record(gw, call, data.get("id") if isinstance(data.get("id"), str) else None, None, stream=False,
                   tokens=reply_tokens(data.get("usage")))
     return JSONResponse(data, headers=call.headers())
 
 
+_JSON = {"content-type": "application/json"}
+
+
 @functools.lru_cache(maxsize=8)
-def _timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=2.0)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """`seconds` for the reply's headers and then between two pieces of it; 2 s to connect."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=seconds)
 
 
 def event_json(event: bytes) -> dict[str, Any] | None:
@@ -289,6 +326,12 @@ class _Stream:
     completion_id: str | None = None
     tokens: int | None = None
 
+    def untouched(self, chunk: bytes) -> bool:
+        """Whether `chunk` goes to the client as it came, not cut into events: whole events after the first
+        one, none of them `[DONE]` or with a `usage` (byte searches: most chunks are one token's event)."""
+        return (self.injected and not self.pending and chunk.endswith(b"\n\n") and b"[DONE]" not in chunk
+                and b'"usage"' not in chunk)
+
     def events(self, chunk: bytes) -> list[bytes]:
         *done, self.pending = (self.pending + chunk).split(b"\n\n")
         return done
@@ -303,13 +346,16 @@ class _Stream:
         return None if usage_only and self.hide_usage else event
 
 
-async def _relay(gw: Gateway, call: Call, resp: httpx.Response,
-                 stack: contextlib.AsyncExitStack) -> AsyncIterator[bytes]:
+async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
+                 stack: contextlib.AsyncExitStack) -> AsyncGenerator[bytes, None]:
     state, ttft, recorded = _Stream(call.route.body_field(), call.hide_usage), None, False
     try:
-        async for chunk in resp.aiter_raw():
-            if ttft is None and _FIRST_TOKEN.search(chunk):
+        async for chunk in resp.content.iter_any():
+            if ttft is None and _FIRST_TOKEN.search(state.pending + chunk):  # a token cut over two reads
                 ttft = time.perf_counter() - call.started
+            if state.untouched(chunk):
+                yield chunk
+                continue
             out = []
             for event in state.events(chunk):
                 if event.startswith(b"data: [DONE]") and not recorded:
@@ -323,8 +369,8 @@ async def _relay(gw: Gateway, call: Call, resp: httpx.Response,
                 yield b"".join(out)
         if state.pending:
             yield state.pending
-    except httpx.HTTPError as exc:
-        timeout = isinstance(exc, httpx.TimeoutException)
+    except UpstreamFailure as exc:
+        timeout = isinstance(exc, TimeoutError)
         err = APIError(504 if timeout else 502, "vLLM did not go on in time (EMPATHY_UPSTREAM_TIMEOUT)."
                        if timeout else f"the connection to vLLM broke ({type(exc).__name__}).",
                        code="upstream_timeout" if timeout else "upstream_error")

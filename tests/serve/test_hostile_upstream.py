@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,24 +103,38 @@ class HostileUpstream:
         return True
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[HostileUpstream]:
-    fake = HostileUpstream()
+@contextmanager
+def running(fake: HostileUpstream) -> Iterator[HostileUpstream]:
+    """`fake` serving in a thread of its own until the block ends."""
     thread = threading.Thread(target=fake.run, daemon=True)
     thread.start()
     fake.started.wait(10)
-    yield fake
-    fake.stop()
-    thread.join(timeout=10)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+        thread.join(timeout=10)
+
+
+@contextmanager
+def gateway_over(tmp: Path, upstream: HostileUpstream, **settings: Any) -> Iterator[Running]:
+    """A gateway (empty data dir: the base model) in front of `upstream` until the block ends."""
+    (tmp / "data").mkdir()
+    app = create_app(make_settings(tmp, tmp / "data", upstreams=[upstream.url], **settings))
+    with serve_app(app) as url:
+        yield Running(url, app)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[HostileUpstream]:
+    with running(HostileUpstream()) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: HostileUpstream) -> Iterator[Running]:
-    tmp = tmp_path_factory.mktemp("hostile-upstream")
-    (tmp / "data").mkdir()
-    app = create_app(make_settings(tmp, tmp / "data", upstreams=[upstream.url]))
-    with serve_app(app) as url:
-        yield Running(url, app)
+    with gateway_over(tmp_path_factory.mktemp("hostile-upstream"), upstream) as running_gw:
+        yield running_gw
 
 
 def _chat(gw: Running, mode: str, timeout: float = 30, **fields: Any) -> httpx.Response:
