@@ -67,15 +67,24 @@ class ServeSettings(BaseSettings):
         default=0.5, ge=0.0, le=1.0,
         description="Blend weight used for model `empathy` when no router artifact exists (source=default).",
     )
-    router_runtime: Literal["onnx", "torch"] = Field(
-        default="onnx",
-        description="How the gateway runs the router's sentence encoder: `onnx` (ONNX Runtime on the graph "
-        "exported from the torch model once, cached in ~/.cache/empathy/router-encoder; the same "
-        "embeddings to ~1e-7, ~2.4x less CPU per first turn) or `torch` (the model as training runs it).",
+    router_runtime: Literal["onnx-int8", "onnx", "torch"] = Field(
+        default="onnx-int8",
+        description="How the gateway runs the router's sentence encoder: `onnx-int8` (ONNX Runtime on a "
+        "graph with int8 weights, near ties re-checked in float32: see EMPATHY_ROUTER_INT8_MARGIN), `onnx` "
+        "(the float32 graph alone: the torch embeddings to ~1e-6) or `torch` (the model as training runs "
+        "it). The graphs are built from the torch model on first use and cached in "
+        "~/.cache/empathy/router-encoder; bench/router_latency.py measures each runtime's latency and "
+        "agreement with torch.",
+    )
+    router_int8_margin: float = Field(
+        default=0.01, ge=0.0, le=1.0,
+        description="`onnx-int8`: a context whose two most probable blends are less than this apart (in "
+        "probability) is encoded again by the float32 graph and routed on that, so int8 rounding does not "
+        "flip near ties (0: int8 alone, which chooses another blend than torch on ~4% of contexts).",
     )
     router_threads: int = Field(
         default=1, ge=1, le=64,
-        description="Threads of the router's encoder in the gateway (`onnx` runtime). 1: the gateway shares "
+        description="Threads of the router's encoder in the gateway (ONNX runtimes). 1: the gateway shares "
         "the CPU with vLLM, and a second thread waits on a busy core more than it saves.",
     )
     max_body_bytes: int = Field(

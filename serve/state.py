@@ -22,7 +22,7 @@ from serve.store import Store
 from serve.upstreams import UpstreamPool
 
 if TYPE_CHECKING:
-    from empathy.router import ContextEncoder
+    from empathy.router import Recheck, TextEncoder
 
 log = logging.getLogger("empathy.serve")
 
@@ -85,17 +85,28 @@ def encoder_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "empathy" / "router-encoder"
 
 
-def router_encoder(settings: Settings) -> ContextEncoder:
-    """The router's encoder as EMPATHY_ROUTER_RUNTIME says (ONNX Runtime by default; torch if asked, or
-    with a warning when onnxruntime is not installed)."""
-    from empathy.router import ContextEncoder, OnnxContextEncoder
+def router_encoder(settings: Settings) -> TextEncoder:
+    """The router's encoder as EMPATHY_ROUTER_RUNTIME says (an ONNX Runtime graph by default; torch if asked,
+    or with a warning when onnxruntime is not installed)."""
+    from empathy.router import ContextEncoder, text_encoder
 
-    if settings.router_runtime == "onnx":
-        try:
-            return OnnxContextEncoder(encoder_cache(), threads=settings.router_threads)
-        except ModelError as exc:
-            log.warning("router encoder on torch: %s", exc)
+    try:
+        return text_encoder(settings.router_runtime, encoder_cache(), settings.router_threads)
+    except ModelError as exc:
+        log.warning("router encoder on torch: %s", exc)
     return ContextEncoder()
+
+
+def router_recheck(settings: Settings) -> Recheck | None:
+    """The float32 re-check of the `onnx-int8` runtime's near ties (EMPATHY_ROUTER_INT8_MARGIN)."""
+    from empathy.router import runtime_recheck
+
+    try:
+        return runtime_recheck(settings.router_runtime, encoder_cache(), settings.router_threads,
+                               settings.router_int8_margin)
+    except ModelError as exc:
+        log.warning("router without its float32 re-check: %s", exc)
+    return None
 
 
 def load_router(data_dir: Path, catalog: Catalog, settings: Settings) -> RouterLike | None:
@@ -108,7 +119,7 @@ def load_router(data_dir: Path, catalog: Catalog, settings: Settings) -> RouterL
         log.info("no router artifact in %s: model `empathy` uses the default blend", folder)
         return None
     try:
-        router = Router.load(folder, router_encoder(settings))
+        router = Router.load(folder, router_encoder(settings), router_recheck(settings))
         router.check_blends(catalog.grid, layout.blends_index)
     except EmpathyError as exc:
         log.warning("router not used: %s", exc)

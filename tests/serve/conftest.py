@@ -69,11 +69,12 @@ def make_settings(tmp: Path, data_dir: Path, **overrides: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_router(tiny_artifacts: Path) -> Any:
-    """A real `empathy.router.Router` (real MiniLM encoder, on ONNX Runtime as the gateway runs it) with fixed
-    random weights over the served grid: the gateway runs it exactly as it runs a trained one."""
-    from empathy.router import EMBED_DIM, EXTRA_FEATURES, OnnxContextEncoder, Router, RouterWeights
+    """A real `empathy.router.Router` (real MiniLM encoder, on the runtime the gateway runs it on by default)
+    with fixed random weights over the served grid: the gateway runs it exactly as it runs a trained one."""
+    from empathy.router import EMBED_DIM, EXTRA_FEATURES, Router, RouterWeights
+    from empathy.settings import get_settings
     from serve.catalog import load_catalog
-    from serve.state import encoder_cache
+    from serve.state import router_encoder, router_recheck
 
     grid = load_catalog(tiny_artifacts).grid
     dim = EMBED_DIM + len(EXTRA_FEATURES)
@@ -81,7 +82,9 @@ def tiny_router(tiny_artifacts: Path) -> Any:
     weights = RouterWeights(mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
                             W=rng.normal(0, 1, (dim, len(grid))).astype(np.float32),
                             b=np.zeros(len(grid), np.float32))
-    return Router(grid, weights, {"format_version": 1, "grid": grid}, OnnxContextEncoder(encoder_cache()))
+    settings = get_settings()
+    return Router(grid, weights, {"format_version": 1, "grid": grid}, router_encoder(settings),
+                  router_recheck(settings))
 
 
 @pytest.fixture(scope="session")
