@@ -10,7 +10,8 @@ graph: EMPATHY_ROUTER_INT8_MARGIN; `onnx-int8@M` for margin M, `@0` int8 alone).
 - p50/p95 of one `predict` call per first turn of the corpus's test split (EMPATHY_CORPUS_PATH), the runtimes
   timed in turn on each context, so load drifts hit all alike; wall time and the process's CPU time (on a
   loaded machine the CPU time is closer to what the call takes on an idle one), with the load average and
-  the share of contexts a re-check encoded again;
+  the share of contexts a re-check encoded again (torch's OpenMP threads wait passively, OMP_WAIT_POLICY
+  unless set: spinning, they took the cores and the CPU time of the runtime timed next);
 - agreement with torch on --contexts random contexts of the test split (every turn, not only first ones),
   each predicted alone as the gateway does: the share on which both choose the same blend (argmax), the
   largest difference of the expected sensibility weight E[w] and of any probability;
@@ -236,6 +237,9 @@ def main() -> int:
                    help="comma-separated; onnx-int8@M: int8 with the float32 re-check of margin M (0: none)")
     p.add_argument("--out", default=str(REPO / "bench" / "out"))
     args = p.parse_args()
+    # torch's OpenMP workers otherwise spin-wait after each call, on the cores (and in the process CPU time)
+    # of the runtime timed next; set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     routers = load_routers(args.router, args.runtimes.split(","))
     any_turn, first = contexts(args.split, args.contexts, args.first_turns)
     load = os.getloadavg()
@@ -243,6 +247,7 @@ def main() -> int:
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     result: dict[str, Any] = {"router": args.router, "load_before": load,
                               "latency_ms": latency(routers, first), "load_after": os.getloadavg()}
+    print(f"  load average after the timing {' '.join(f'{x:.2f}' for x in result['load_after'])}")
     result["agreement"] = agreements(routers, any_turn)
     result["nll"] = nll_report(routers, Path(args.router), Path(args.data_dir or get_settings().data_dir))
     print_nll(result["nll"])

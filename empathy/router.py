@@ -236,8 +236,10 @@ class FastTokenizer:
 class OnnxContextEncoder:
     """The encoder run by ONNX Runtime on a graph exported from the torch model once and cached in `cache`
     (`encoder_graph`; the torch model is loaded only to export it): `runtime` `onnx` (fused float32, the
-    torch embeddings to ~1e-6) or `onnx-int8` (int8 weights). `threads`: 1, the gateway shares its cores with
-    vLLM (a second thread waits on a busy core more than it saves); more threads never spin-wait."""
+    torch embeddings to ~1e-6) or `onnx-int8` (int8 weights; its activations are quantised per call, so a
+    text's embedding depends a little on the batch it is in: the gateway encodes one context per call).
+    `threads`: 1, the gateway shares its cores with vLLM (a second thread waits on a busy core more than it
+    saves); more threads never spin-wait."""
 
     def __init__(self, cache: Path, path: Path | None = None, max_length: int = 256, threads: int = 1,
                  runtime: str = "onnx") -> None:
