@@ -70,11 +70,17 @@ async def test_assignment_over_200_users(gateway: Running, experiment: Experimen
 
 def test_feedback_and_results(gateway: Running, experiment: Experiment) -> None:
     client = gateway.client()
+    # Users picked by the assignment's stable hash (the name is random per test, so 12 fixed users all
+    # landed in `sens` in 0.75^12 = 3% of runs): three of `quarter`, nine of `sens`.
+    expected: dict[str, list[str]] = {}
+    for user in (f"fb-{i}" for i in range(200)):
+        expected.setdefault(assign(experiment, f"user:{user}").name, []).append(user)
+    users = expected["quarter"][:3] + expected["sens"][:9]
     by_arm: dict[str, list[str]] = {}
-    for i in range(12):
-        r = client.chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1, user=f"fb-{i}")
+    for user in users:
+        r = client.chat.completions.create(model=experiment.name, messages=MSG, max_tokens=1, user=user)
         by_arm.setdefault(r.model_extra["empathy"]["arm"], []).append(r.id)
-    assert set(by_arm) == {"quarter", "sens"}
+    assert {arm: len(ids) for arm, ids in by_arm.items()} == {"quarter": 3, "sens": 9}
     q, s = by_arm["quarter"][0], by_arm["sens"][0]
     with _api(gateway) as api:
         for body in ({"type": "rating", "completion_id": s, "value": 1},
