@@ -92,9 +92,15 @@ async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
             "ttft_p50_ms": statistics.median(ttfts), "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))]}
 
 
+def proc_stat(stat: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat file after the command name (state first: utime is [11], stime [12],
+    the session id [3])."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(Path(f"/proc/{pid}/stat"))
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
@@ -103,7 +109,7 @@ def session_cpu_seconds(sid: int) -> float:
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = proc_stat(stat)
         except OSError:  # the process ended meanwhile
             continue
         if int(fields[3]) == sid:

@@ -41,6 +41,7 @@ from gateway_overhead import (  # a script beside this one
     cpu_seconds,
     extract,
     free_port,
+    proc_stat,
     start_gateway,
     stop,
     top_functions,
@@ -182,8 +183,7 @@ class Gateway:
 
 def system_seconds(pid: int) -> float:
     """stime alone (the kernel's share: system calls, wake-ups), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[12]) / CLOCK_TICK
+    return int(proc_stat(Path(f"/proc/{pid}/stat"))[12]) / CLOCK_TICK
 
 
 def fit(rows: dict[int, dict[str, float]]) -> tuple[float, float]:
