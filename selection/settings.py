@@ -60,7 +60,7 @@ class SelectionSettings(BaseSettings):
         "(EMPATHY_DISTILL_KIND=lexical EMPATHY_DISTILL_NAME=paper-lexical) and the cross-encoder "
         "`paper-minilm` (EMPATHY_DISTILL_KIND=cross-encoder EMPATHY_DISTILL_NAME=paper-minilm).",
     )
-    distill_kind: Literal["stacked", "embed", "lexical", "finetune", "cross-encoder"] = Field(
+    distill_kind: Literal["stacked", "embed", "lexical", "finetune", "xenc-stacked", "cross-encoder"] = Field(
         default="stacked",
         description="stacked: a second stage over the lexical judge `distill_base_name` (ridge from its S/R, "
         "discard logit and lengths to S and R; the bucket rule's thresholds calibrated for macro-F1 on "
@@ -70,7 +70,9 @@ class SelectionSettings(BaseSettings):
         "S/R (valid scores) + a discard head learned from the paper's train keep/discard labels "
         "(`distill_discard_path`) with a calibrated threshold. finetune: MiniLM fine-tuned end to end as a "
         "cross-encoder (last turn + reply) with S/R and keep/discard heads, the stacked judge's calibrated "
-        "bucket rule (`distilled:paper-xenc`; EMPATHY_DISTILL_KIND=finetune). cross-encoder: fine-tuned "
+        "bucket rule (`distilled:paper-xenc`; EMPATHY_DISTILL_KIND=finetune). xenc-stacked: the stacked "
+        "judge with the fine-tuned cross-encoder `paper-xenc` (S, R, discard logit) as a second first stage, "
+        "stacked on out-of-fold fine-tunes (`distilled:paper-xenc-stacked`). cross-encoder: fine-tuned "
         "MiniLM, S/R only.",
     )
     distill_base_name: str = Field(

@@ -37,12 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of split and training")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N labelled samples")
-    parser.add_argument("--kind", choices=["stacked", "embed", "lexical", "finetune", "cross-encoder"],
+    parser.add_argument("--kind", choices=["stacked", "embed", "lexical", "finetune", "xenc-stacked",
+                                                 "cross-encoder"],
                         default=None,
                         help="EMPATHY_DISTILL_KIND: stacked (second stage over the lexical judge --base, "
                         "bucket rule calibrated for macro-F1), embed (stacked + the reply's MiniLM "
                         "embedding), lexical (S/R + calibrated discard head), finetune (MiniLM fine-tuned "
-                        "as a cross-encoder with S/R and discard heads) or cross-encoder")
+                        "as a cross-encoder with S/R and discard heads), xenc-stacked (stacked + the "
+                        "fine-tuned cross-encoder paper-xenc, on out-of-fold fine-tunes) or cross-encoder")
     parser.add_argument("--base", default=None,
                         help="the stacked judge's lexical base (EMPATHY_DISTILL_BASE_NAME; reused if fitted)")
     parser.add_argument("--discard", type=Path, default=None,
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         fit_lexical_named,
         fit_named,
         fit_stacked_named,
+        fit_xenc_stacked_named,
         load_labels,
     )
 
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = fit_lexical_named(settings, labels, settings.distill_name)
     elif settings.distill_kind == "finetune":
         meta = fit_finetune_named(settings, labels, settings.distill_name)
+    elif settings.distill_kind == "xenc-stacked":
+        meta = fit_xenc_stacked_named(settings, labels, settings.distill_name)
     else:
         meta = fit_named(settings, labels, settings.distill_name, baseline=not args.no_baseline,
                          limit=args.limit)

@@ -99,12 +99,23 @@ class FinetuneScorer(StackedScorer):
         return FinetuneModel.load(folder)
 
 
-Scorer = DistilledScorer | LexicalScorer | StackedScorer | EmbedScorer | FinetuneScorer
+class XencStackedScorer(StackedScorer):
+    """The xenc-stacked judge (artifact kind `xenc-stacked`): the stacked judge over the lexical ridge and the
+    fine-tuned cross-encoder (read from its own artifact)."""
+
+    @staticmethod
+    def load_model(folder: Path) -> Any:
+        from selection.distill.xenc_stack import XencStackedModel
+
+        return XencStackedModel.load(folder)
+
+
+Scorer = DistilledScorer | LexicalScorer | StackedScorer | EmbedScorer | FinetuneScorer | XencStackedScorer
 
 
 def load_scorer(folder: Path) -> Scorer:
-    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, `embed`, `finetune`, else
-    the cross-encoder)."""
+    """The scorer of an artifact of any kind (`config.kind`: `lexical`, `stacked`, `embed`, `finetune`,
+    `xenc-stacked`, else the cross-encoder)."""
     kind = read_meta(folder).config.get("kind")
     if kind == "lexical":
         return LexicalScorer.load(folder)
@@ -114,4 +125,6 @@ def load_scorer(folder: Path) -> Scorer:
         return EmbedScorer.load(folder)
     if kind == "finetune":
         return FinetuneScorer.load(folder)
+    if kind == "xenc-stacked":
+        return XencStackedScorer.load(folder)
     return DistilledScorer.load(folder)

@@ -13,6 +13,7 @@ from selection.distill.finetune import FinetuneOptions
 from selection.distill.fit import FitOptions, fit_distilled
 from selection.distill.fit_lexical import LexicalOptions
 from selection.distill.fit_stacked import StackedOptions
+from selection.distill.fit_xenc_stacked import XencStackedOptions
 from selection.distill.sources import LabelSet, labels_from_file, labels_from_store
 
 if TYPE_CHECKING:
@@ -137,6 +138,31 @@ def fit_finetune_named(settings: Settings, labels: LabelSet, name: str) -> Artif
                         artifact_dir(settings.data_dir, name), minilm_path())
 
 
+def xenc_stacked_options(settings: Settings) -> XencStackedOptions:
+    return XencStackedOptions(base=settings.distill_base_name, holdout=settings.distill_holdout,
+                              seed=settings.distill_seed)
+
+
+def fit_xenc_stacked_named(settings: Settings, labels: LabelSet, name: str) -> ArtifactMeta:
+    """The xenc-stacked judge (`selection/distill/xenc_stack.py`) over its lexical base and the fine-tuned
+    cross-encoder `XencStackedOptions.xenc` (each fitted first when missing or fitted with other settings);
+    its out-of-fold fine-tunes resume from their checkpoints."""
+    from selection.commands.common import load_split
+    from selection.distill.baseline import minilm_path
+    from selection.distill.discard_labels import load_discard_labels
+    from selection.distill.fit_xenc_stacked import fit_xenc_stacked
+
+    base = ensure_base(settings, labels)
+    opts = xenc_stacked_options(settings)
+    if not _is_current(artifact_dir(settings.data_dir, opts.xenc), settings, "finetune"):
+        fit_finetune_named(settings, labels, opts.xenc)
+    set_threads(settings.distill_threads)
+    train = load_split(settings, "train").samples
+    discard = load_discard_labels(Path(settings.distill_discard_path), train)
+    return fit_xenc_stacked(labels, train, discard, base, opts, artifact_dir(settings.data_dir, name),
+                            minilm_path())
+
+
 def _wanted_config(settings: Settings, kind: str) -> dict[str, Any]:
     if kind == "lexical":
         return lexical_options(settings).config()
@@ -144,6 +170,8 @@ def _wanted_config(settings: Settings, kind: str) -> dict[str, Any]:
         return stacked_options(settings, kind).config()
     if kind == "finetune":
         return finetune_options(settings).config()
+    if kind == "xenc-stacked":
+        return xenc_stacked_options(settings).config()
     return encoder_config(settings).to_json()
 
 
@@ -155,7 +183,7 @@ def _is_current(folder: Path, settings: Settings, kind: str) -> bool:
     except ModelError as exc:
         log.warning("re-fitting the default distilled judge: %s", exc)
         return False
-    if kind in ("lexical", "stacked", "embed", "finetune"):
+    if kind in ("lexical", "stacked", "embed", "finetune", "xenc-stacked"):
         current = fitted == _wanted_config(settings, kind)
     else:
         current = fitted.get("kind") is None and same_settings(fitted, _wanted_config(settings, kind))
@@ -182,6 +210,8 @@ def ensure_default_judge(settings: Settings) -> str:
         fit_lexical_named(settings, labels, name)
     elif settings.distill_kind == "finetune":
         fit_finetune_named(settings, labels, name)
+    elif settings.distill_kind == "xenc-stacked":
+        fit_xenc_stacked_named(settings, labels, name)
     else:
         fit_named(settings, labels, name, baseline=False)
     return f"distilled:{name}"

@@ -4,7 +4,6 @@ judge registry, and the resume of an interrupted fit from its checkpoint."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from selection.distill.fit_finetune import CHECKPOINT_FILE, fit_finetune, valid_
 from selection.distill.service import load_labels
 from selection.distill.sources import LabelSet
 from selection.sample import Sample
+from tests.selection.judge_slices import judge_matches_model, save_tiny_bert
 
 NAME = "xenc-tiny"
 OPTS = FinetuneOptions(epochs=1, batch_size=8, keeps_per_discard=2.0, max_len=64, max_response_tokens=32)
@@ -53,17 +53,7 @@ def test_an_epoch_holds_every_valid_pair_every_discard_and_a_sample_of_keeps() -
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random BERT (hidden 32) saved with all-MiniLM-L6-v2's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from selection.distill.baseline import minilm_path
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
@@ -107,21 +97,12 @@ def test_fit_saves_a_measured_judge_and_removes_its_checkpoint(
 def test_the_loaded_judge_scores_by_name_with_its_rule(
         fitted: Path, settings: Settings, rows: tuple[LabelSet, list[Sample], np.ndarray]) -> None:
     from selection.distill.lexical import lexical_input
-    from selection.judges import make_judge
 
     train = rows[1][:20]
     model = FinetuneModel.load(fitted)
-    assert model.rule.__dict__ == read_meta(fitted).extra["rule"]
-    judge = make_judge(f"distilled:{NAME}", settings)
-    assert judge.judge_id == f"distilled:{NAME}" and judge.version == read_meta(fitted).version
-    scores = asyncio.run(judge.score(train))
-    out = model.predict([lexical_input(s) for s in train])
-    assert [s.sample_id for s in scores] == [s.id for s in train]
-    assert np.allclose([[s.sensibility, s.rationality] for s in scores], out[:, :2], atol=1e-3)
-    assert all(('"discard": true' in s.raw) == bool(d) for s, d in zip(scores, out[:, 3], strict=True))
+    out = judge_matches_model(settings, fitted, model, train)
     # one reply alone scores as in a batch (bf16: padding changes the rounding only)
     assert np.allclose(model.predict([lexical_input(train[3])])[0, :3], out[3, :3], atol=0.05)
-    assert model.predict([]).shape == (0, 4)
 
 
 def test_the_onnx_runtime_scores_as_torch(fitted: Path, tmp_path: Path,
