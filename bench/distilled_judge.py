@@ -13,6 +13,10 @@ name without the default-judge check (e.g. the fine-tuned cross-encoder of kind 
 fitted here: `empathy select distill fit --kind finetune --name paper-xenc` took 32 min at load 3-6): 143.8
 items per CPU-second with torch bf16 autocast, 2.3 min for the train split on an idle machine (the whole split
 took 6 min 25 s wall at load ~4; bench/out/distilled_judge-20261207T012316-paper-xenc.json).
+`--judge distilled:paper-xenc-stacked` (kind `xenc-stacked`: the stacked judge over the lexical ridge and
+paper-xenc, `empathy select distill fit --kind xenc-stacked --name paper-xenc-stacked`): 130.0 items per
+CPU-second, the whole train split in 3 min 31 s wall at load ~2
+(bench/out/distilled_judge-20261207T040929-paper-xenc-stacked.json).
 """
 
 from __future__ import annotations
