@@ -8,6 +8,12 @@ not fine-tuned on: its own on its calibration conversations, and out-of-fold fin
 the valid conversations (`xenc_oof.py`). At inference the judge runs the full cross-encoder (standard
 stacking); the cross-encoder is read from its own artifact (by name, checked by version), not copied.
 
+Held out by conversation (the 1,147 valid replies of the other judges; issue 18), `paper-xenc-stacked`
+against paper-embed / paper-xenc: Spearman S 0.567 (0.548 / 0.566), R 0.656 (0.621 / 0.636), bucket macro-F1
+0.508 (0.499 / 0.488), valid discard P/R 0.117 / 0.192 (0.112 / 0.179); train held-out discard P/R 0.420 /
+0.614. The reply-embedding block (`embed`) adds R +0.007 and macro-F1 -0.002 at 3x the scoring cost, so it is
+off by default; 130 items per CPU-second without it.
+
 Fitting in `fit_xenc_stacked.py`.
 """
 
