@@ -18,7 +18,12 @@ CPU (utime + stime from /proc/<pid>/stat) is divided by the tokens it streamed i
 the load for --idle-seconds). With its own engine the script also counts the engine's CPU (every process of
 its session) per run, and prints the CPU-implied throughput ratio engine / (engine + gateway CPU) per token:
 on 2 saturated cores the gateway's CPU is taken from the engine, and this ratio, measured on the same tokens,
-resolves 1% where the tok/s ratio between runs cannot (its noise is +-5-10% per run here). `--profile`
+resolves 1% where the tok/s ratio between runs cannot (its noise is +-5-10% per run here). The TTFT
+difference between runs keeps vLLM's batching noise (+-20 ms at c=8); a gateway that exports
+`empathy_upstream_ttft_seconds` (its TTFT as seen from vLLM) also gives its **TTFT share**: the client's mean
+TTFT minus the gateway's mean upstream TTFT over the same requests, all the time spent outside vLLM's reply
+(client -> gateway -> vLLM and back, the gateway's work): an upper bound of what the gateway adds, paired per
+request, so vLLM's noise cancels. `--profile`
 records each gateway with py-spy during one extra run (collapsed stacks and the top functions by own time in
 bench/out/). Numbers are written to bench/out/gateway_overhead-<time>.json.
 """
@@ -69,9 +74,11 @@ async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
 
 
 async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
-               cpu: Callable[[], float], engine_cpu: Callable[[], float]) -> dict[str, float]:
+               cpu: Callable[[], float], engine_cpu: Callable[[], float],
+               upstream_ttft: Callable[[], tuple[float, float] | None]) -> dict[str, float]:
     """One run: `requests` streamed chats, `concurrency` at a time, after `concurrency` warm-up requests;
-    `cpu()` (the gateway's) and `engine_cpu()` are read around the timed part."""
+    `cpu()` (the gateway's), `engine_cpu()` and `upstream_ttft()` (the gateway's histogram of the TTFT it saw
+    from vLLM: sum, count) are read around the timed part."""
     client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench", max_retries=0, timeout=600)
     sem = asyncio.Semaphore(concurrency)
 
@@ -80,16 +87,34 @@ async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
             return await one(client, max_tokens)
 
     await asyncio.gather(*(guarded() for _ in range(concurrency)))  # warm-up: connections open
+    seen_before = upstream_ttft()
     cpu_before, engine_before, started = cpu(), engine_cpu(), time.perf_counter()
     results = await asyncio.gather(*(guarded() for _ in range(requests)))
     wall, cpu_used = time.perf_counter() - started, cpu() - cpu_before
-    engine_used = engine_cpu() - engine_before
+    engine_used, seen_after = engine_cpu() - engine_before, upstream_ttft()
     await client.close()
     ttfts = sorted(r[0] * 1000 for r in results)
     tokens = sum(r[1] for r in results)
-    return {"req_s": requests / wall, "tok_s": tokens / wall, "cpu_s_per_1k_tok": cpu_used / tokens * 1000,
-            "cpu_s": cpu_used, "wall_s": wall, "tokens": float(tokens), "engine_cpu_s": engine_used,
-            "ttft_p50_ms": statistics.median(ttfts), "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))]}
+    run = {"req_s": requests / wall, "tok_s": tokens / wall, "cpu_s_per_1k_tok": cpu_used / tokens * 1000,
+           "cpu_s": cpu_used, "wall_s": wall, "tokens": float(tokens), "engine_cpu_s": engine_used,
+           "ttft_p50_ms": statistics.median(ttfts), "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))],
+           "ttft_mean_ms": statistics.fmean(ttfts)}
+    if seen_before is not None and seen_after is not None and seen_after[1] - seen_before[1] == requests:
+        upstream_mean = (seen_after[0] - seen_before[0]) / requests * 1000
+        run["gateway_ttft_share_ms"] = run["ttft_mean_ms"] - upstream_mean
+    return run
+
+
+def upstream_ttft_seen(base_url: str) -> tuple[float, float] | None:
+    """Sum and count of the gateway's `empathy_upstream_ttft_seconds` (None: a gateway without it)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "empathy_upstream_ttft_seconds":
+            values = {s.name: s.value for s in family.samples}
+            return values["empathy_upstream_ttft_seconds_sum"], values["empathy_upstream_ttft_seconds_count"]
+    return None
 
 
 def proc_stat(stat: Path) -> list[str]:
@@ -189,7 +214,8 @@ def run_once(path: Path_, concurrency: int, args: argparse.Namespace) -> dict[st
     proc, sid = path.proc, args.engine_sid
     cpu = (lambda: cpu_seconds(proc.pid)) if proc else (lambda: 0.0)
     engine_cpu = (lambda: session_cpu_seconds(sid)) if sid else (lambda: 0.0)
-    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu, engine_cpu))
+    seen = (lambda: upstream_ttft_seen(path.url)) if proc else (lambda: None)
+    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu, engine_cpu, seen))
 
 
 def rounds(paths: list[Path_], concurrency: int, args: argparse.Namespace) -> None:
@@ -247,6 +273,10 @@ def summary(paths: list[Path_], concurrency: int) -> dict[str, Any]:
             out["vs_direct"][p.name] = paired(runs, direct)
             if any(r["engine_cpu_s"] for r in runs):
                 out["vs_direct"][p.name].update(cpu_implied(runs, p.idle_cpu))
+            if all("gateway_ttft_share_ms" in r for r in runs):
+                share = t_interval([r["gateway_ttft_share_ms"] for r in runs])
+                keys = ("ttft_share_ms", "ttft_share_low", "ttft_share_high")
+                out["vs_direct"][p.name].update(dict(zip(keys, share, strict=True)))
         out["paths"][p.name] = row
     if len(paths) == 3:
         out["vs_baseline"] = paired(paths[1].runs[concurrency], paths[2].runs[concurrency])
@@ -271,6 +301,10 @@ def report(concurrency: int, s: dict[str, Any]) -> None:
         print(f"  {label:17} throughput ratio {v['ratio']:.4f} [{v['ratio_low']:.4f}, {v['ratio_high']:.4f}]"
               f"   TTFT p50 diff {v['ttft_diff_ms']:+.2f} ms [{v['ttft_diff_low']:+.2f}, "
               f"{v['ttft_diff_high']:+.2f}]")
+        if "ttft_share_ms" in v:
+            print(f"  {'':17} TTFT share of the gateway {v['ttft_share_ms']:+.2f} ms "
+                  f"[{v['ttft_share_low']:+.2f}, {v['ttft_share_high']:+.2f}] "
+                  "(mean client TTFT - mean TTFT it saw from vLLM, same requests)")
         if "cpu_ratio" in v:
             print(f"  {'':17} CPU-implied ratio {v['cpu_ratio']:.4f} [{v['cpu_ratio_low']:.4f}, "
                   f"{v['cpu_ratio_high']:.4f}] (engine {v['engine_cpu_s_per_1k_tok']:.2f} CPU s / 1k tok)")

@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None,
     app.state.gateway = gw
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
+    app.include_router(openai_api.completions_api)  # first: routes are matched in order, these most often
     for module in (openai_api, feedback, experiments_api, health, admin, openapi):
         app.include_router(module.api)
     app.include_router(experiments_api.admin_api)

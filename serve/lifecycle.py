@@ -15,6 +15,7 @@ from empathy.engine import EngineSpec, EngineSupervisor, lora_rank_for, spec_fro
 from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
+from serve.completion_writer import CompletionWriter
 from serve.metrics import EngineCollector
 from serve.state import Gateway, load_router
 from serve.upstreams import Upstream, UpstreamPool, upstream_client
@@ -80,11 +81,14 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             await gw.pool.check_all()
             gw.pool.start()
             await _load(gw)
+            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop()).start()
             refresher = asyncio.create_task(_keep_experiments_fresh(gw))
             try:
                 yield
             finally:
                 refresher.cancel()
+                writer, gw.writer = gw.writer, None
+                await asyncio.to_thread(writer.close)
                 await gw.pool.stop()
                 if owns_supervisor and gw.supervisor is not None:
                     await asyncio.to_thread(gw.supervisor.stop)

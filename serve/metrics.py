@@ -57,6 +57,10 @@ class GatewayMetrics:
                                  ["model", "arm"], buckets=LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("empathy_ttft_seconds", "Time to the first streamed token.", ["model", "arm"],
                               buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_ttft = Histogram(
+            "empathy_upstream_ttft_seconds", "Time from sending a streamed request to vLLM to its first "
+            "token reaching the gateway: a client's time to the first token minus this is the gateway's "
+            "share of it (bench/gateway_overhead.py).", buckets=LATENCY_BUCKETS, registry=r)
         self.router_weight = Histogram("empathy_router_weight", "Blend weight chosen for routed requests.",
                                        ["source"], buckets=WEIGHT_BUCKETS, registry=r)
 

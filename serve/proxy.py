@@ -42,6 +42,7 @@ class Call:
     subject: str | None
     request_id: str
     started: float
+    sent: float = 0.0  # when the (last) try was sent to vLLM (perf_counter)
     hide_usage: bool = False  # the gateway asked vLLM for the stream's usage event; the client did not
     # Store writes started for this request that the reply need not wait for (an arm assignment): they run
     # while vLLM generates and are awaited before the reply is recorded or an error is answered.
@@ -176,7 +177,7 @@ async def _record(gw: Gateway, call: Call, completion_id: str | None, ttft: floa
                      arm=call.route.arm, subject=call.subject, latency_ms=latency * 1000,
                      ttft_ms=ttft * 1000 if ttft is not None else None, stream=stream,
                      completion_tokens=tokens)
-    await asyncio.to_thread(gw.store.add_completion, row)
+    await gw.add_completion(row)
 
 
 class _Failed(Exception):
@@ -207,6 +208,7 @@ async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] 
     assert gw.pool is not None
     slot = contextlib.AsyncExitStack()
     up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter, avoid))
+    call.sent = time.perf_counter()
     try:
         resp = await gw.pool.client.post(f"{up.url}{call.path}", data=request_body(call.body),
                                          headers=_JSON, timeout=_timeout(gw.settings.upstream_timeout))
@@ -352,7 +354,9 @@ async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
     try:
         async for chunk in resp.content.iter_any():
             if ttft is None and _FIRST_TOKEN.search(state.pending + chunk):  # a token cut over two reads
-                ttft = time.perf_counter() - call.started
+                now = time.perf_counter()
+                ttft = now - call.started
+                gw.metrics.upstream_ttft.observe(now - call.sent)
             if state.untouched(chunk):
                 yield chunk
                 continue

@@ -15,10 +15,11 @@ from empathy.errors import EmpathyError, ModelError
 from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import Catalog, load_catalog
+from serve.completion_writer import CompletionWriter
 from serve.experiments import Experiment, check_arms, load_experiments_file
 from serve.metrics import GatewayMetrics, closed_label
 from serve.routing import StickyCache
-from serve.store import Store
+from serve.store import Completion, Store
 from serve.upstreams import UpstreamPool
 
 if TYPE_CHECKING:
@@ -45,6 +46,14 @@ class Gateway:
     moe_supervisor: EngineSupervisor | None = None  # the MoE's own vLLM child, when the gateway owns it
     router: RouterLike | None = None
     experiments: dict[str, Experiment] = field(default_factory=dict)
+    writer: CompletionWriter | None = None  # started by the lifespan, for its event loop
+
+    async def add_completion(self, row: Completion) -> None:
+        """Store a reply's completion row (returns once it is committed)."""
+        if self.writer is None:  # outside the lifespan
+            await asyncio.to_thread(self.store.add_completion, row)
+        else:
+            await self.writer.add(row)
 
     def models(self) -> list[str]:
         return [*self.catalog.gateway_models(), *(n for n, e in self.experiments.items() if e.active)]

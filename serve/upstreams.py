@@ -53,10 +53,11 @@ def upstream_client() -> aiohttp.ClientSession:
     """The gateway's one HTTP client to its engines: aiohttp, whose C parser takes 50-60% of httpx's CPU per
     streamed chunk (bench/proxy_cpu.py). Idle connections are closed after 4 s, before vLLM's own 5 s
     keep-alive ends them, so a request is never sent on a connection the engine is closing; proxies from
-    the environment are not used."""
+    the environment are not used, nor cookies (per-request work on the path of every reply)."""
     connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=4.0)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                 trust_env=False)
+                                 trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                 skip_auto_headers=("User-Agent",))
 
 
 class UpstreamPool:

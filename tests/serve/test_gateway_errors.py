@@ -100,6 +100,8 @@ def test_health_metrics_and_request_id(gateway: Running) -> None:
     assert delta("empathy_request_latency_seconds_count", model="base") == 1
     assert delta("empathy_ttft_seconds_count", model="base") == 1  # streamed: a first token
     assert delta("empathy_ttft_seconds_count", model="empathy") == 0  # not streamed: no TTFT
+    assert delta("empathy_upstream_ttft_seconds_count") == 1  # the same first token, timed from vLLM's side
+    assert 0 < delta("empathy_upstream_ttft_seconds_sum") <= delta("empathy_ttft_seconds_sum", model="base")
     assert delta("empathy_router_weight_count", source="router") == 1
     assert delta("empathy_errors_total", code="400") == 3
     assert delta("empathy_errors_total", code="404") == 1
