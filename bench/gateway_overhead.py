@@ -35,6 +35,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import socket
 import statistics
@@ -60,6 +61,63 @@ MESSAGES: list[ChatCompletionMessageParam] = [
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
+_TOKEN = re.compile(rb'"content":"[^"]')
+
+
+class RawClient:
+    """Streamed chats over raw keep-alive HTTP/1.1 connections (asyncio streams, one per request in flight):
+    the first token is found by a byte search, tokens are counted as the events with content. The openai
+    client parses every event into objects: at c=8 its own delays reach the TTFT of both paths (`--client
+    openai` keeps it), and its CPU competes with the engine and the gateway for the same 2 cores."""
+
+    def __init__(self, base_url: str) -> None:
+        url = httpx.URL(base_url)
+        self.host, self.port = url.host, url.port or 80
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def request(self, max_tokens: int) -> bytes:
+        body = json.dumps({"model": "base", "messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0,
+                           "stream": True, "ignore_eos": True}).encode()
+        return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+                b"authorization: Bearer bench\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    async def one(self, max_tokens: int) -> tuple[float, int]:
+        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        started, ttft = time.perf_counter(), None
+        writer.write(self.request(max_tokens))
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"{self.host}:{self.port} answered {head[:200]!r}")
+        body = bytearray()
+        while not body.endswith(b"\r\n0\r\n\r\n"):
+            data = await reader.read(65536)
+            if not data:
+                raise SystemExit("the server closed the connection mid-stream")
+            if ttft is None and _TOKEN.search(body[-16:] + data):
+                ttft = time.perf_counter() - started
+            body += data
+        self.idle.append((reader, writer))
+        return (ttft if ttft is not None else time.perf_counter() - started), len(_TOKEN.findall(body))
+
+    async def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+class OpenAIClient:
+    def __init__(self, base_url: str) -> None:
+        self.client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench", max_retries=0, timeout=600)
+
+    async def one(self, max_tokens: int) -> tuple[float, int]:
+        return await one(self.client, max_tokens)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+CLIENTS = {"raw": RawClient, "openai": OpenAIClient}
+
+
 async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
     started = time.perf_counter()
     ttft, tokens = None, 0
@@ -75,16 +133,17 @@ async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
 
 async def load(base_url: str, requests: int, concurrency: int, max_tokens: int,
                cpu: Callable[[], float], engine_cpu: Callable[[], float],
-               upstream_ttft: Callable[[], tuple[float, float] | None]) -> dict[str, float]:
+               upstream_ttft: Callable[[], tuple[float, float] | None],
+               kind: str = "raw") -> dict[str, float]:
     """One run: `requests` streamed chats, `concurrency` at a time, after `concurrency` warm-up requests;
     `cpu()` (the gateway's), `engine_cpu()` and `upstream_ttft()` (the gateway's histogram of the TTFT it saw
     from vLLM: sum, count) are read around the timed part."""
-    client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench", max_retries=0, timeout=600)
+    client = CLIENTS[kind](base_url)
     sem = asyncio.Semaphore(concurrency)
 
     async def guarded() -> tuple[float, int]:
         async with sem:
-            return await one(client, max_tokens)
+            return await client.one(max_tokens)
 
     await asyncio.gather(*(guarded() for _ in range(concurrency)))  # warm-up: connections open
     seen_before = upstream_ttft()
@@ -215,7 +274,8 @@ def run_once(path: Path_, concurrency: int, args: argparse.Namespace) -> dict[st
     cpu = (lambda: cpu_seconds(proc.pid)) if proc else (lambda: 0.0)
     engine_cpu = (lambda: session_cpu_seconds(sid)) if sid else (lambda: 0.0)
     seen = (lambda: upstream_ttft_seen(path.url)) if proc else (lambda: None)
-    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu, engine_cpu, seen))
+    return asyncio.run(load(path.url, args.requests, concurrency, args.max_tokens, cpu, engine_cpu, seen,
+                            args.client))
 
 
 def rounds(paths: list[Path_], concurrency: int, args: argparse.Namespace) -> None:
@@ -362,6 +422,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=16, help="requests per run (after a warm-up)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                   help="raw: HTTP/1.1 over asyncio streams (least client CPU); openai: the openai client")
     p.add_argument("--rounds", type=int, default=12,
                    help="rounds per concurrency (each runs every path once)")
     p.add_argument("--baseline", metavar="REF", help="also measure a gateway at git REF (before a change)")
