@@ -8,6 +8,8 @@ from collections.abc import AsyncGenerator, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from serve.middleware import BODY_SEND
+
 _LAST = b"data: [DONE]\n\n"
 
 
@@ -42,6 +44,7 @@ class EventStream(Response):
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            send = scope.get("state", {}).get(BODY_SEND, send)  # past the layers that only watch the start
             last = await self._send_all_but_last(send)
             state["ending"] = True
             await send({"type": "http.response.body", "body": last, "more_body": False})

@@ -14,6 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serve.errors import count, error_response, from_exception, log_error
 
 log = logging.getLogger("empathy.serve.access")
+# The send this middleware was given, for a streamed reply's body once its start went through every layer
+# (`serve/event_stream.py`): the layers in between (Starlette's exception handlers, this middleware) only
+# watch the start, and each costs a coroutine call per streamed chunk.
+BODY_SEND = "body_send"
 
 
 class RequestIdMiddleware:
@@ -28,6 +32,7 @@ class RequestIdMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
         request_id = given or f"req-{uuid.uuid4().hex[:16]}"
         scope.setdefault("state", {})["request_id"] = request_id
+        scope["state"][BODY_SEND] = send
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500, "started": False}
 
