@@ -186,7 +186,7 @@ def judge_step(settings: Settings, judge: str | None, scores: Path | None) -> li
                                                 "distill_holdout", "distill_discard_calibration",
                                                 "distill_base_name")}
     inputs = [Path(settings.distill_labels_path)]
-    if settings.distill_kind in ("lexical", "stacked", "embed"):
+    if settings.distill_kind != "cross-encoder":  # every other kind also learns the train keep/discard labels
         inputs.append(Path(settings.distill_discard_path))
     output = artifact_dir(settings.data_dir, settings.distill_name) / META_FILE
     return [Step("judge", params, inputs, [output], lambda: default_judge(settings, None))]
