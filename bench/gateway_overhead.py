@@ -115,7 +115,7 @@ class OpenAIClient:
         await self.client.close()
 
 
-CLIENTS = {"raw": RawClient, "openai": OpenAIClient}
+CLIENTS: dict[str, type[RawClient | OpenAIClient]] = {"raw": RawClient, "openai": OpenAIClient}
 
 
 async def one(client: AsyncOpenAI, max_tokens: int) -> tuple[float, int]:
