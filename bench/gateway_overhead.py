@@ -64,6 +64,31 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 _TOKEN = re.compile(rb'"content":"[^"]')
 
 
+def chat_request(body: dict[str, Any]) -> bytes:
+    """A POST /v1/chat/completions of `body` as raw HTTP/1.1 bytes (keep-alive, a bearer key)."""
+    data = json.dumps(body).encode()
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            b"authorization: Bearer bench\r\ncontent-length: %d\r\n\r\n%s" % (len(data), data))
+
+
+async def read_chunked(reader: asyncio.StreamReader,
+                       seen: Callable[[bytearray, bytes], None] | None = None) -> bytearray:
+    """A chunked 200 reply read to its end (its body with the chunk framing); `seen(body so far, data)` is
+    called as each piece arrives."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"the server answered {head[:200]!r}")
+    body = bytearray()
+    while not body.endswith(b"\r\n0\r\n\r\n"):
+        data = await reader.read(65536)
+        if not data:
+            raise SystemExit("the server closed the connection mid-stream")
+        if seen is not None:
+            seen(body, data)
+        body += data
+    return body
+
+
 class RawClient:
     """Streamed chats over raw keep-alive HTTP/1.1 connections (asyncio streams, one per request in flight):
     the first token is found by a byte search, tokens are counted as the events with content. The openai
@@ -75,27 +100,18 @@ class RawClient:
         self.host, self.port = url.host, url.port or 80
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    def request(self, max_tokens: int) -> bytes:
-        body = json.dumps({"model": "base", "messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0,
-                           "stream": True, "ignore_eos": True}).encode()
-        return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-                b"authorization: Bearer bench\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-
     async def one(self, max_tokens: int) -> tuple[float, int]:
         reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
         started, ttft = time.perf_counter(), None
-        writer.write(self.request(max_tokens))
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise SystemExit(f"{self.host}:{self.port} answered {head[:200]!r}")
-        body = bytearray()
-        while not body.endswith(b"\r\n0\r\n\r\n"):
-            data = await reader.read(65536)
-            if not data:
-                raise SystemExit("the server closed the connection mid-stream")
+        writer.write(chat_request({"model": "base", "messages": MESSAGES, "max_tokens": max_tokens,
+                                   "temperature": 0, "stream": True, "ignore_eos": True}))
+
+        def seen(body: bytearray, data: bytes) -> None:
+            nonlocal ttft
             if ttft is None and _TOKEN.search(body[-16:] + data):
                 ttft = time.perf_counter() - started
-            body += data
+
+        body = await read_chunked(reader, seen)
         self.idle.append((reader, writer))
         return (ttft if ttft is not None else time.perf_counter() - started), len(_TOKEN.findall(body))
 

@@ -37,11 +37,13 @@ from gateway_overhead import (  # a script beside this one
     CLOCK_TICK,
     OUT,
     REPO,
+    chat_request,
     commit_of,
     cpu_seconds,
     extract,
     free_port,
     proc_stat,
+    read_chunked,
     start_gateway,
     stop,
     top_functions,
@@ -113,24 +115,9 @@ async def fake_upstream(port: int, interval: float) -> None:
 
 # -- the client ------------------------------------------------------------------------------------------
 
-def chat_request(tokens: int) -> bytes:
-    messages = [{"role": "user", "content": "My friend is moving away."}]
-    body = json.dumps({"model": "base", "messages": messages, "max_tokens": tokens, "stream": True}).encode()
-    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-            b"authorization: Bearer bench\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-
-
 async def read_stream(reader: asyncio.StreamReader) -> int:
     """One chunked SSE reply read to its end; its number of events (checked: the `empathy` field, [DONE])."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise SystemExit(f"the gateway answered {head[:200]!r}")
-    body = bytearray()
-    while not body.endswith(b"\r\n0\r\n\r\n"):
-        data = await reader.read(65536)
-        if not data:
-            raise SystemExit("the gateway closed the connection mid-stream")
-        body += data
+    body = await read_chunked(reader)
     if b'"empathy":' not in body or b"data: [DONE]" not in body:
         raise SystemExit(f"a reply without the empathy field or [DONE]: {bytes(body[:300])!r}")
     return body.count(b"data: ")
@@ -138,7 +125,9 @@ async def read_stream(reader: asyncio.StreamReader) -> int:
 
 async def client(port: int, tokens: int, requests: int, concurrency: int) -> int:
     """`requests` streamed chats, `concurrency` connections at a time; the events received."""
-    request, left, events = chat_request(tokens), [requests], [0]
+    messages = [{"role": "user", "content": "My friend is moving away."}]
+    request = chat_request({"model": "base", "messages": messages, "max_tokens": tokens, "stream": True})
+    left, events = [requests], [0]
 
     async def worker() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -50,7 +50,7 @@ class Gateway:
 
     async def add_completion(self, row: Completion) -> None:
         """Store a reply's completion row (returns once it is committed)."""
-        if self.writer is None:  # outside the lifespan
+        if self.writer is None:  # outside the lifespan (before it starts, or replies ending at shutdown)
             await asyncio.to_thread(self.store.add_completion, row)
         else:
             await self.writer.add(row)

@@ -55,7 +55,7 @@ def valid_parts(labels: LabelSet, opts: FinetuneOptions) -> tuple[list[int], lis
     return [fit[i] for i in tune], [fit[i] for i in cal], held
 
 
-def _labels_hash(labels: LabelSet, discard: np.ndarray) -> str:
+def labels_hash(labels: LabelSet, discard: np.ndarray) -> str:
     return f"{label_set_hash(labels.pairs)}-{hashlib.sha256(np.packbits(discard).tobytes()).hexdigest()[:8]}"
 
 
@@ -98,7 +98,7 @@ def fit_finetune(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray,
     net, tokenizer = build_net(encoder_path, opts.freeze_embeddings)
     data = TaskData(encode_rows(tokenizer, [rows[i] for i in tune], opts), targets[tune],
                     encode_rows(tokenizer, [t_rows[i] for i in t_fit], opts), discard[t_fit].astype(bool))
-    key = {**opts.config(), "labels": _labels_hash(labels, discard), "encoder": str(encoder_path)}
+    key = {**opts.config(), "labels": labels_hash(labels, discard), "encoder": str(encoder_path)}
     checkpoint = Checkpoint(folder / CHECKPOINT_FILE, key)
     losses = fit_net(net, data, opts, tokenizer.pad_token_id, tokenizer.sep_token_id, checkpoint)
     tune_seconds = time.monotonic() - start
@@ -118,7 +118,7 @@ def fit_finetune(labels: LabelSet, train: Sequence[Sample], discard: np.ndarray,
     meta = ArtifactMeta(
         name=folder.name, version="", config=opts.config(),
         label_source=f"{labels.source}; keep/discard: {len(discard)} train labels",
-        label_hash=_labels_hash(labels, discard), n_train=len(tune) + len(t_fit),
+        label_hash=labels_hash(labels, discard), n_train=len(tune) + len(t_fit),
         n_heldout=len(held) + len(t_held),
         metrics={"distilled": valid_metrics, "train_discard_heldout": discard_pr(t_pred, check.labels)},
         train_seconds=round(time.monotonic() - start, 1),

@@ -19,7 +19,7 @@ from selection.distill.fit_stacked import StackedOptions, fit_stacked
 from selection.distill.sources import LabelSet
 from selection.distill.splits import split_by_conversation
 from selection.distill.xenc_oof import fold_data, fold_plans, oof_predictions
-from selection.distill.xenc_stack import XencBlock, xenc_features
+from selection.distill.xenc_stack import XencBlock, xenc_features, xenc_outputs
 from selection.sample import Sample
 
 KIND = "xenc-stacked"
@@ -43,8 +43,8 @@ def xenc_fit_features(labels: LabelSet, train: Sequence[Sample], discard: np.nda
     plans = fold_plans(labels, fold_opts, opts.oof_folds)
     out = oof_predictions(plans, fold_data(labels, train, discard, fold_opts), fold_opts, encoder, folder)
     _, cal, _ = valid_parts(labels, xenc.options)
-    scores, p = xenc.predict_rows([pair_input(labels.pairs[i]) for i in cal], progress=True)
-    out.update({i: np.append(scores[j], p[j]) for j, i in enumerate(cal)})
+    cal_out = xenc_outputs(xenc, [pair_input(labels.pairs[i]) for i in cal], progress=True)
+    out.update({i: cal_out[j] for j, i in enumerate(cal)})
     v_fit, _ = split_by_conversation(labels.pairs, opts.holdout, opts.seed)
     missing = [i for i in v_fit if i not in out]
     if missing:

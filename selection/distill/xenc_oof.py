@@ -30,6 +30,7 @@ from selection.distill.fit_finetune import valid_parts
 from selection.distill.lexical import LexicalInput
 from selection.distill.sources import LabelSet
 from selection.distill.stacked import BucketRule
+from selection.distill.xenc_stack import xenc_outputs
 
 log = logging.getLogger("empathy.selection.distill")
 OOF_DIR = "oof"
@@ -97,8 +98,7 @@ def fold_predictions(plan: FoldPlan, data: FoldData, opts: FinetuneOptions, enco
     checkpoint = Checkpoint(path.with_suffix(".pt"), key)
     fit_net(net, task, opts, tokenizer.pad_token_id, tokenizer.sep_token_id, checkpoint)
     model = FinetuneModel(None, None, BucketRule(), net=net, tokenizer=tokenizer, options=opts)
-    scores, p = model.predict_rows([data.rows[i] for i in plan.pred], progress=True)
-    out = np.column_stack([scores, p])
+    out = xenc_outputs(model, [data.rows[i] for i in plan.pred])
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, out=out, key=np.array(json.dumps(key, sort_keys=True)))
@@ -122,7 +122,7 @@ def oof_predictions(plans: Sequence[FoldPlan], data: FoldData, opts: FinetuneOpt
 def fold_data(labels: LabelSet, train: Sequence[Any], discard: np.ndarray, opts: FinetuneOptions) -> FoldData:
     """The valid rows and targets, and the train rows outside the held-out train conversations (as the
     judge's fit, `fit_finetune`)."""
-    from selection.distill.fit_finetune import _labels_hash
+    from selection.distill.fit_finetune import labels_hash
     from selection.distill.fit_lexical import heldout_mask, pair_input
     from selection.distill.lexical import lexical_input
 
@@ -130,4 +130,4 @@ def fold_data(labels: LabelSet, train: Sequence[Any], discard: np.ndarray, opts:
     return FoldData([pair_input(p) for p in labels.pairs],
                     np.array([[p.sensibility, p.rationality] for p in labels.pairs], dtype=np.float64),
                     [lexical_input(train[i]) for i in t_fit], discard[t_fit].astype(bool),
-                    _labels_hash(labels, discard))
+                    labels_hash(labels, discard))

@@ -33,6 +33,12 @@ from selection.distill.stacked import BucketRule, logit, stack_features
 MODEL_FILE = "xenc-stacked.joblib"
 
 
+def xenc_outputs(xenc: Any, rows: Sequence[Any], progress: bool = False) -> np.ndarray:
+    """(n, 5) a cross-encoder's (`FinetuneModel`) both readouts' S, R and P(discard) of `rows`."""
+    scores, p = xenc.predict_rows(rows, progress=progress)
+    return np.column_stack([scores, p])
+
+
 def xenc_features(out: np.ndarray, readout: str) -> np.ndarray:
     """(n, 3) second-stage inputs from the cross-encoder's (n, 5) outputs (both readouts' S, R, then
     P(discard)): the readout's S and R and the discard logit."""
@@ -49,18 +55,13 @@ class XencStackedModel(EmbedModel):
     xenc_version: str = ""
     xenc: Any = field(default=None, repr=False)
 
-    def xenc_outputs(self, rows: Sequence[Any]) -> np.ndarray:
-        """(n, 5) the cross-encoder's both readouts' S, R and P(discard)."""
-        scores, p = self.xenc.predict_rows(rows)
-        return np.column_stack([scores, p])
-
     def first_stage(self, rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Every first stage's inputs to the second stage, and the lexical discard head's P(discard)."""
         x = self.base.features.transform(rows)
         blocks = [np.asarray(self.base.scores.predict(x), dtype=np.float64)]
         if self.embed_head is not None:
             blocks.append(self.embed_head.predict(reply_embeddings([r.response for r in rows])))
-        blocks.append(xenc_features(self.xenc_outputs(rows), self.xenc.readout))
+        blocks.append(xenc_features(xenc_outputs(self.xenc, rows), self.xenc.readout))
         return np.hstack(blocks), self.base.discard.predict_proba(x)[:, 1]
 
     def raw_scores(self, rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
