@@ -54,14 +54,16 @@ class SelectionSettings(BaseSettings):
         default="valid", description="Corpus split the labels of `distill_labels_path` were made on."
     )
     distill_name: str = Field(
-        default="paper-stacked",
+        default="paper-xenc-stacked",
         description="Name of the default distilled judge (`distilled:NAME`, folder "
-        "`<data_dir>/judges/distilled/NAME`). Earlier defaults stay selectable by name: `paper-lexical` "
+        "`<data_dir>/judges/distilled/NAME`); the quick and smoke profiles use `paper-stacked` (the default "
+        "until session 9; EMPATHY_DISTILL_KIND=stacked EMPATHY_DISTILL_NAME=paper-stacked) unless these "
+        "are set. Earlier defaults stay selectable by name: `paper-lexical` "
         "(EMPATHY_DISTILL_KIND=lexical EMPATHY_DISTILL_NAME=paper-lexical) and the cross-encoder "
         "`paper-minilm` (EMPATHY_DISTILL_KIND=cross-encoder EMPATHY_DISTILL_NAME=paper-minilm).",
     )
     distill_kind: Literal["stacked", "embed", "lexical", "finetune", "xenc-stacked", "cross-encoder"] = Field(
-        default="stacked",
+        default="xenc-stacked",
         description="stacked: a second stage over the lexical judge `distill_base_name` (ridge from its S/R, "
         "discard logit and lengths to S and R; the bucket rule's thresholds calibrated for macro-F1 on "
         "out-of-fold valid predictions, keeping the train discard goal; issue 18). embed: the stacked judge "

@@ -44,14 +44,21 @@ class Profile:
     train: dict[str, Any] = field(default_factory=dict)  # training settings (experts, router) it overrides
     eval_limit: int | None = None  # test samples of the eval step; None: no eval step
     experts: tuple[str, ...] = EXPERTS
+    judge: dict[str, Any] = field(default_factory=dict)  # judge settings it overrides unless set explicitly
 
+
+# The judge that fits in minutes (`distilled:paper-stacked`, the default until session 9) for the profiles
+# that must be fast; the default (`distilled:paper-xenc-stacked`) fine-tunes MiniLM four times first (about an
+# hour here, once per data dir).
+FAST_JUDGE = {"distill_kind": "stacked", "distill_name": "paper-stacked"}
 
 PROFILES = {
-    # About 20 minutes on 2 CPU cores: small experts, a few hundred router samples.
-    "quick": Profile("quick", "train", 2000, 128, 16, "train", 200),
+    # About 20 minutes on 2 CPU cores: small experts, a few hundred router samples, the fast judge.
+    "quick": Profile("quick", "train", 2000, 128, 16, "train", 200, judge=FAST_JUDGE),
     # Wiring check in minutes on any base model (use a tiny one): a few optimizer steps per expert, a
     # reply-kind stage on 300 scored samples (an encoder pass each; the default 20,000 took most of its time).
-    "smoke": Profile("smoke", "train", 200, 16, 2, "train", 40, train={"router_kind_limit": 300}),
+    "smoke": Profile("smoke", "train", 200, 16, 2, "train", 40, train={"router_kind_limit": 300},
+                     judge=FAST_JUDGE),
     # The release: the whole train split judged, experts that differ (one epoch of 2,000 samples each, LoRA on
     # the last 12 layers, lr 2e-4), router targets on 1,500 samples, the eval table on 100 test samples.
     "standard": Profile("standard", "train", None, 2000, None, "train", 1500,
@@ -124,6 +131,13 @@ def write_record(data_dir: Path, name: str, key: str, seconds: float) -> None:
 def profile_settings(settings: Settings, profile: Profile) -> Settings:
     """The settings with the profile's training overrides (a profile's experts are trained its way)."""
     return settings.model_copy(update=profile.train) if profile.train else settings
+
+
+def judge_settings(settings: Settings, profile: Profile) -> Settings:
+    """The settings with the profile's judge (quick and smoke: the fast one), unless EMPATHY_DISTILL_* or an
+    override chose the judge explicitly."""
+    update = {k: v for k, v in profile.judge.items() if k not in settings.model_fields_set}
+    return settings.model_copy(update=update) if update else settings
 
 
 def train_params(settings: Settings) -> dict[str, Any]:
@@ -268,6 +282,7 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
     from training.base_model import prepare_default_model
     from training.settings import DEFAULT_BASE_MODEL
 
+    settings = judge_settings(settings, profile)
     d = settings.data_dir
     layout = Layout(d)
     train = profile_settings(settings, profile)

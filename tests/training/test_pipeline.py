@@ -88,3 +88,19 @@ def test_a_profile_overrides_the_router_settings_too(tmp_path: Path, corpus_dir:
     assert limits == {"smoke": PROFILES["smoke"].train["router_kind_limit"],
                       "standard": settings.router_kind_limit}
     assert limits["smoke"] < settings.router_kind_limit
+
+
+def test_the_fast_profiles_use_the_fast_judge_unless_one_is_chosen(tmp_path: Path, corpus_dir: Path) -> None:
+    """quick and smoke fit `paper-stacked` in minutes; standard fits the default (`paper-xenc-stacked`); a
+    judge chosen in the settings (EMPATHY_DISTILL_*) wins over the profile's."""
+    from empathy.settings import get_settings
+    from training.pipeline import plan
+
+    def judge_params(name: str, **overrides: str) -> tuple[str, str]:
+        settings = get_settings(data_dir=str(tmp_path), corpus_path=str(corpus_dir), **overrides)
+        params = {s.name: s for s in plan(settings, PROFILES[name], None, None, None)}["judge"].params
+        return params["distill_kind"], params["distill_name"]
+
+    assert judge_params("quick") == judge_params("smoke") == ("stacked", "paper-stacked")
+    assert judge_params("standard") == ("xenc-stacked", "paper-xenc-stacked")
+    assert judge_params("quick", distill_kind="lexical", distill_name="mine") == ("lexical", "mine")
