@@ -172,6 +172,14 @@ def default_judge(settings: Settings, judge: str | None) -> str:
     return ensure_default_judge(settings)
 
 
+def judge_name(settings: Settings, judge: str | None, scores: Path | None) -> str | None:
+    """What the select and eval steps' fingerprints record of the judge: the default one by name, so that
+    changing the default judge selects and evaluates again."""
+    if scores is not None:
+        return None
+    return judge or f"distilled:{settings.distill_name}"
+
+
 def select_judge(settings: Settings, judge: str | None, scores: Path | None, profile: Profile) -> str:
     """Store scores for the selection split; returns the judge id whose scores `select split` uses."""
     if scores is not None:
@@ -271,7 +279,8 @@ def eval_step(settings: Settings, profile: Profile, judge: str | None, url: str 
     layout = Layout(settings.data_dir)
     outputs = [layout.eval / f"{run_name(m, 'test', profile.eval_limit)}.json" for m in EVAL_MODELS]
     inputs = [layout.expert(e) for e in EXPERTS] + [layout.router / ARTIFACT_JSON]
-    return [Step("eval", {"models": EVAL_MODELS, "limit": profile.eval_limit, "judge": judge,
+    return [Step("eval", {"models": EVAL_MODELS, "limit": profile.eval_limit,
+                          "judge": judge_name(settings, judge, None),
                           "max_tokens": settings.eval_max_tokens}, inputs, outputs,
                  eval_action(settings, profile, judge, url))]
 
@@ -288,12 +297,15 @@ def plan(settings: Settings, profile: Profile, judge: str | None, scores: Path |
     train = profile_settings(settings, profile)
     select_split = selection_split(profile, scores)
     default = settings.base_model == DEFAULT_BASE_MODEL  # anything else is used as given
+    fitting = judge_step(settings, judge, scores)
     steps = [Step("base-model", {"base_model": settings.base_model}, [], [layout.models] if default else [],
                   lambda: prepare_default_model(d) if default else None),
-             *judge_step(settings, judge, scores),
-             Step("select", {"judge": judge, "split": select_split, "limit": profile.select_limit,
+             *fitting,
+             Step("select", {"judge": judge_name(settings, judge, scores), "split": select_split,
+                             "limit": profile.select_limit,
                              "s": settings.sensibility_threshold, "r": settings.rationality_threshold},
-                  [Path(settings.corpus_path) / f"{select_split}.csv", *([scores] if scores else [])],
+                  [Path(settings.corpus_path) / f"{select_split}.csv", *([scores] if scores else []),
+                   *[out for step in fitting for out in step.outputs]],  # a re-fitted judge selects again
                   [layout.subsets_manifest], select_action(settings, profile, judge, scores))]
     steps += [Step(f"expert-{subset}", {**train_params(train), "limit": profile.expert_limit,
                                         "max_steps": profile.expert_max_steps},

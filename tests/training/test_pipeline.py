@@ -104,3 +104,19 @@ def test_the_fast_profiles_use_the_fast_judge_unless_one_is_chosen(tmp_path: Pat
     assert judge_params("quick") == judge_params("smoke") == ("stacked", "paper-stacked")
     assert judge_params("standard") == ("xenc-stacked", "paper-xenc-stacked")
     assert judge_params("quick", distill_kind="lexical", distill_name="mine") == ("lexical", "mine")
+
+
+def test_changing_the_default_judge_selects_and_evaluates_again(tmp_path: Path, corpus_dir: Path) -> None:
+    """The select and eval steps' fingerprints name the default judge, and select reads the fitted judge."""
+    from empathy.settings import get_settings
+    from selection.distill.artifact import META_FILE, artifact_dir
+    from training.pipeline import plan
+
+    def steps(name: str) -> dict[str, Step]:
+        settings = get_settings(data_dir=str(tmp_path), corpus_path=str(corpus_dir), distill_name=name)
+        return {s.name: s for s in plan(settings, PROFILES["standard"], None, None, None)}
+
+    one, two = steps("one"), steps("two")
+    for step in ("select", "eval"):
+        assert one[step].params["judge"] == "distilled:one" and two[step].params["judge"] == "distilled:two"
+    assert artifact_dir(tmp_path, "one") / META_FILE in one["select"].inputs
