@@ -72,7 +72,7 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             gw.moe_supervisor.start()  # the MoE's child: its own engine, started alongside
         async with upstream_client() as client:
             gw.pool = UpstreamPool(make_upstreams(gw), client, gw.settings.health_interval,
-                                   gw.settings.health_timeout)
+                                   gw.settings.health_timeout, gw.settings.upstream_timeout)
             sup = gw.supervisor
             restarts = (lambda: sup.restarts) if sup else (lambda: 0)
             gw.metrics.watch_engines(EngineCollector(restarts, lambda: [

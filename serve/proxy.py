@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import re
@@ -210,10 +209,13 @@ async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] 
     up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter, avoid))
     call.sent = time.perf_counter()
     try:
-        resp = await gw.pool.client.post(f"{up.url}{call.path}", data=request_body(call.body),
-                                         headers=_JSON, timeout=_timeout(gw.settings.upstream_timeout))
-        slot.callback(resp.release)
-        body = await resp.read() if not stream or resp.status >= 400 else None
+        # EMPATHY_UPSTREAM_TIMEOUT for the headers (and a body read whole); a stream's pieces are watched
+        # by the pool's StallWatch (`_relay`), not by a read timeout re-armed on every chunk.
+        async with asyncio.timeout(gw.settings.upstream_timeout):
+            resp = await gw.pool.client.post(f"{up.url}{call.path}", data=request_body(call.body),
+                                             headers=_JSON, timeout=_CONNECT)
+            slot.callback(resp.release)
+            body = await resp.read() if not stream or resp.status >= 400 else None
     except UpstreamFailure as exc:
         await slot.aclose()
         raise _Failed(up, exc) from None
@@ -270,10 +272,7 @@ async def forward(gw: Gateway, call: Call) -> Response:
 _JSON = {"content-type": "application/json"}
 
 
-@functools.lru_cache(maxsize=8)
-def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """`seconds` for the reply's headers and then between two pieces of it; 2 s to connect."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=seconds)
+_CONNECT = aiohttp.ClientTimeout(total=None, sock_connect=2.0)  # 2 s to connect; the rest: `_attempt`
 
 
 def event_json(event: bytes) -> dict[str, Any] | None:
@@ -351,8 +350,11 @@ class _Stream:
 async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
                  stack: contextlib.AsyncExitStack) -> AsyncGenerator[bytes, None]:
     state, ttft, recorded = _Stream(call.route.body_field(), call.hide_usage), None, False
+    assert gw.pool is not None
+    watched = stack.enter_context(gw.pool.stalls.watch(resp.content))
     try:
         async for chunk in resp.content.iter_any():
+            watched.chunks += 1
             if ttft is None and _FIRST_TOKEN.search(state.pending + chunk):  # a token cut over two reads
                 now = time.perf_counter()
                 ttft = now - call.started

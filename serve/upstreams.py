@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from serve.errors import unavailable
+from serve.stall_watch import StallWatch
 
 log = logging.getLogger("empathy.serve")
 
@@ -62,11 +63,12 @@ def upstream_client() -> aiohttp.ClientSession:
 
 class UpstreamPool:
     def __init__(self, upstreams: list[Upstream], client: aiohttp.ClientSession, interval: float = 2.0,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, read_timeout: float = 600.0) -> None:
         self.upstreams = upstreams
         self.client = client
         self.interval = interval
         self.timeout = timeout  # a /health slower than this takes the engine out (a dead one refuses at once)
+        self.stalls = StallWatch(read_timeout)  # relayed streams that stop for read_timeout s are ended
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -125,8 +127,10 @@ class UpstreamPool:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
+        self.stalls.start()
 
     async def stop(self) -> None:
+        await self.stalls.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
