@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings(**args)
     if engine_only:
         command, env = engine_command(settings)
+        os.nice(settings.vllm_nice)  # as nice as the child `empathy serve` would start (EMPATHY_VLLM_NICE)
         os.execvpe(command[0], command, env)  # vLLM replaces this process (signals go straight to it)
     setup_json_logging(settings.log_level)
     app = create_app(settings)
