@@ -180,8 +180,8 @@ class EngineProcess:
 def child_preexec(nice: int = 0) -> Callable[[], None] | None:
     """The vLLM child's `preexec_fn`: it dies with its parent (below) and runs `nice` steps nicer, so that
     the latency-bound gateway (and its clients) get a core as soon as they wake on a machine whose cores
-    the throughput-bound engine keeps busy (bench: the gateway's share of the first-token time at c=8 3.4
-    -> 1.6 ms with 10, the engine's tok/s unchanged or better). Every thread vLLM starts inherits it.
+    the throughput-bound engine keeps busy (bench/engine_nice.py: the gateway's share of the first-token time
+    at c=8 3.7 -> 2.2 ms with 10, the engine's tok/s unchanged). Every thread vLLM starts inherits it.
     `die_with_parent` alone when `nice` is 0 or off Linux."""
     die = die_with_parent()
     if not nice or die is None:

@@ -45,7 +45,7 @@ class ServeSettings(BaseSettings):
         default=10, ge=0, le=19,
         description="Niceness of the vLLM children (every process and thread): on a machine shared with "
         "the engine, the gateway and its clients then get a core as soon as they wake (bench: the gateway's "
-        "share of the first-token time at c=8 3.4 -> 1.6 ms, tok/s unchanged). 0: the gateway's own.",
+        "share of the first-token time at c=8 3.7 -> 2.2 ms, tok/s unchanged). 0: the gateway's own.",
     )
     moe_serve: bool = Field(
         default=True,

@@ -28,6 +28,8 @@ class Watched:
 
 
 class StallWatch:
+    """The relayed streams of one gateway (`watch`) and the clock that ends the stalled ones (`start`)."""
+
     def __init__(self, timeout: float, tick: float | None = None) -> None:
         self.timeout = timeout
         self.tick = tick if tick is not None else min(1.0, timeout / 4)
