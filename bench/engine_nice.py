@@ -16,7 +16,6 @@ engine is nicer than it. Numbers go to bench/out/engine_nice-<time>.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -30,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_overhead import (  # a script beside this one
     OUT,
     REPO,
-    cpu_seconds,
+    Path_,
     free_port,
-    load,
+    proc_stat,
+    run_once,
     start_engine,
     start_gateway,
     stop,
     t_interval,
-    upstream_ttft_seen,
     wait_http,
 )
 
@@ -47,7 +46,7 @@ def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(proc_stat(stat)[1])
         except (OSError, ValueError):
             continue
         children.setdefault(parent, []).append(int(stat.parent.name))
@@ -67,15 +66,10 @@ def renice(root: int, value: int) -> None:
                 os.setpriority(os.PRIO_PROCESS, int(task.name), value)
 
 
-def one_round(args: argparse.Namespace, engine: int, urls: dict[str, str], gateway: int, nice: int,
+def one_round(args: argparse.Namespace, engine: int, paths: list[Path_], nice: int
               ) -> dict[str, dict[str, float]]:
     renice(engine, nice)
-    via = urls["gateway"]
-    return {"direct": asyncio.run(load(urls["direct"], args.requests, args.concurrency, args.max_tokens,
-                                       lambda: 0.0, lambda: 0.0, lambda: None)),
-            "gateway": asyncio.run(load(via, args.requests, args.concurrency, args.max_tokens,
-                                        lambda: cpu_seconds(gateway), lambda: 0.0,
-                                        lambda: upstream_ttft_seen(via)))}
+    return {path.name: run_once(path, args.concurrency, args) for path in paths}
 
 
 def interval(values: list[float]) -> str:
@@ -111,6 +105,7 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--model", default=str(REPO / ".empathy" / "models" / "smollm2-135m-instruct"))
     args = p.parse_args()
+    args.engine_sid, args.client = None, "raw"  # run_once's: the engine's CPU is not counted here
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     with tempfile.TemporaryDirectory() as tmp:
         port, gport = free_port(), free_port()
@@ -118,14 +113,15 @@ def main() -> int:
         os.mkdir(f"{tmp}/gateway")
         engine, gateway = start_engine(args.model, port, f"{tmp}/engine"), None
         try:
-            urls = {"direct": f"http://127.0.0.1:{port}", "gateway": f"http://127.0.0.1:{gport}"}
-            wait_http(f"{urls['direct']}/health", 1200, engine)
-            gateway = start_gateway(REPO, gport, f"{tmp}/gateway", urls["direct"])
-            wait_http(f"{urls['gateway']}/health", 300, gateway)
+            direct = f"http://127.0.0.1:{port}"
+            wait_http(f"{direct}/health", 1200, engine)
+            gateway = start_gateway(REPO, gport, f"{tmp}/gateway", direct)
+            paths = [Path_("direct", direct), Path_("gateway", f"http://127.0.0.1:{gport}", gateway)]
+            wait_http(f"{paths[1].url}/health", 300, gateway)
             runs: dict[int, list[dict[str, dict[str, float]]]] = {n: [] for n in args.nice}
             for i in range(args.rounds):
                 for nice in args.nice if i % 2 == 0 else reversed(args.nice):
-                    runs[nice].append(one_round(args, engine.pid, urls, gateway.pid, nice))
+                    runs[nice].append(one_round(args, engine.pid, paths, nice))
                 print(f"round {i + 1}/{args.rounds} done (load {os.getloadavg()[0]:.1f})", flush=True)
             summary = report(runs)
         finally:
