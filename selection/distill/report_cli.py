@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     from empathy.settings import get_settings
     from selection.distill.artifact import artifact_dir, read_meta
     from selection.distill.fit_cli import format_metrics, format_selection
+    from selection.distill.metrics import discard_kinds, format_discard_kinds
     from selection.distill.report import write_report
+    from selection.distill.stacked import DISCARD
 
     args = build_parser().parse_args(argv)
     settings = get_settings(data_dir=args.data_dir, distill_name=args.name)
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                          np.array(meta.extra["confusion"]) if "confusion" in meta.extra else None)
     print(format_metrics(meta.metrics))
     print(format_selection(meta.extra))
+    decided = heldout["codes"] == DISCARD if "codes" in heldout.files else None
+    print(format_discard_kinds(discard_kinds(heldout["true"], decided, *map(float, thresholds))))
     for path in paths:
         print(f"wrote {path}")
     return 0

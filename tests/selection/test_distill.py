@@ -104,10 +104,12 @@ def test_ensure_default_judge_reuses_an_existing_artifact(fitted: Path, settings
 
 
 @pytest.mark.slow
-def test_report_writes_pngs(fitted: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_report_writes_pngs(fitted: Path, data_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
     from selection.distill.report_cli import main as report_main
 
     assert report_main(["--name", NAME, "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 0
+    assert "held-out discards:" in capsys.readouterr().out
     for name in ("scatter_sensibility.png", "scatter_rationality.png", "buckets_confusion.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 

@@ -8,7 +8,13 @@ import torch
 
 from selection.distill.encoder import soft_targets
 from selection.distill.labels import LabeledPair, label_set_hash
-from selection.distill.metrics import agreement, bucket_confusion, buckets
+from selection.distill.metrics import (
+    agreement,
+    bucket_confusion,
+    buckets,
+    discard_kinds,
+    format_discard_kinds,
+)
 from selection.distill.splits import split_by_conversation
 
 
@@ -16,6 +22,16 @@ def test_buckets_follow_the_papers_rule() -> None:
     s = np.array([8.0, 8.0, 3.0, 5.0, 9.0])
     r = np.array([3.0, 7.0, 7.0, 5.0, 5.0])
     assert list(buckets(s, r)) == ["sensibility", "rationality", "rationality", "discard", "discard"]
+
+
+def test_discard_kinds_separate_the_rules_gap_from_low_scores() -> None:
+    true = np.array([[8, 5], [9, 5], [2, 3], [3, 5], [8, 2], [4, 8]], dtype=float)
+    decided = np.array([True, False, False, False, True, False])
+    kinds = discard_kinds(true, decided)
+    assert (kinds["discards"], kinds["at_gap"], kinds["scored_low"]) == (4, 3, 1)
+    assert kinds["at_gap_recall"] == pytest.approx(1 / 3) and kinds["scored_low_recall"] == 0.0
+    assert "3 judged R exactly at the threshold" in format_discard_kinds(kinds)
+    assert "recall" not in format_discard_kinds(discard_kinds(true))
 
 
 def test_agreement_of_a_perfect_prediction() -> None:
