@@ -1,14 +1,16 @@
 """The gateway's CPU per streamed chunk, without an engine: a fake vLLM that streams SSE chunks quickly.
 
     .venv/bin/python bench/proxy_cpu.py [--baseline REF] [--concurrency 1 8] [--tokens 16 256]
-        [--interval 0.005] [--events 2048] [--rounds 3] [--profile]
+        [--interval 0.005] [--events 2048] [--rounds 3] [--floor] [--profile]
 
 A fake upstream (a raw asyncio HTTP/1.1 server in a process of its own) answers every streamed chat request
 as vLLM does: a role event, one event per token (each a chunk of its own, --interval seconds apart), the
 finish event, the usage event when asked for, `data: [DONE]`. Each gateway is an `empathy serve --upstream`
 process (the work tree; with --baseline REF also the packages at git REF, extracted as
 bench/gateway_overhead.py does), driven by a raw asyncio client (c keep-alive connections, each streaming
-requests one after another), so the only Python on the measured path is the gateway's.
+requests one after another), so the only Python on the measured path is the gateway's. `--floor` also
+measures `bench/relay_floor.py`, the least relay on the gateway's stack (uvicorn, uvloop, aiohttp): what any
+Python gateway of this design costs here.
 
 Per gateway, concurrency and reply length, each run streams about --events events; the gateway's CPU (utime +
 stime from /proc, net of its idle CPU) is printed per request and per 1,000 streamed chunks, and a line fit
@@ -145,10 +147,13 @@ async def client(port: int, tokens: int, requests: int, concurrency: int) -> int
 # -- measuring -------------------------------------------------------------------------------------------
 
 class Gateway:
-    def __init__(self, name: str, tree: Path, data: Path, upstream: str) -> None:
+    def __init__(self, name: str, tree: Path | None, data: Path, upstream: str) -> None:
+        """`tree` None: the floor relay (bench/relay_floor.py) instead of a gateway."""
         self.name, self.port = name, free_port()
         data.mkdir()
-        self.proc = start_gateway(tree, self.port, str(data), upstream)
+        self.proc = start_gateway(tree, self.port, str(data), upstream) if tree is not None else \
+            subprocess.Popen([sys.executable, str(Path(__file__).parent / "relay_floor.py"), "--port",
+                              str(self.port), "--upstream", upstream], stdout=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/health", 300, self.proc)
         self.idle = 0.0
 
@@ -230,13 +235,15 @@ def measure(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[by
     procs.append(fake)
     upstream = f"http://127.0.0.1:{port}"
     wait_http(f"{upstream}/health", 30, fake)
-    trees = [("gateway", REPO, f"work tree at {commit_of('HEAD')}")]
+    trees: list[tuple[str, Path | None, str]] = [("gateway", REPO, f"work tree at {commit_of('HEAD')}")]
     for name, path in (t.split("=", 1) for t in args.tree):
         trees.append((name, Path(path), f"packages in {path}"))
     if args.baseline:
         (tmp / "baseline").mkdir()
         commit = extract(args.baseline, tmp / "baseline")
         trees.append(("baseline", tmp / "baseline", f"git {args.baseline} = {commit}"))
+    if args.floor:
+        trees.append(("floor", None, "bench/relay_floor.py: the least relay on the same stack"))
     gateways = []
     for name, tree, _ in trees:
         gateways.append(Gateway(name, tree, tmp / f"data-{name}", upstream))
@@ -270,6 +277,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--events", type=int, default=2048, help="events streamed per run (about)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--idle-seconds", type=float, default=5.0)
+    p.add_argument("--floor", action="store_true",
+                   help="also measure bench/relay_floor.py, the least relay on the gateway's stack")
     p.add_argument("--profile", action="store_true", help="py-spy profile of each gateway (bench/out/)")
     p.add_argument("--native", action="store_true", help="--profile with C frames (py-spy --native)")
     p.add_argument("--fake-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)

@@ -16,6 +16,7 @@ from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
 from serve.completion_writer import CompletionWriter
+from serve.inline_write import inline_write
 from serve.metrics import EngineCollector
 from serve.state import Gateway, load_router
 from serve.upstreams import Upstream, UpstreamPool, upstream_client
@@ -81,7 +82,9 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             await gw.pool.check_all()
             gw.pool.start()
             await _load(gw)
-            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop()).start()
+            inline = inline_write(gw.store) if gw.settings.inline_writes else None
+            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop(), inline,
+                                         gw.store.checkpoint).start()
             refresher = asyncio.create_task(_keep_experiments_fresh(gw))
             try:
                 yield

@@ -1,17 +1,21 @@
 """The completion writer on both store backends: rows that arrive while it writes share one commit, a bad
 row fails only its own reply, a reply whose client left still gets its row, and closing writes what is
-queued."""
+queued. On SQLite files a row is written on the loop when the database takes it at once, else by the thread,
+which also checkpoints the WAL."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Sequence
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from empathy.db import make_engine
 from serve.completion_writer import CompletionWriter
+from serve.inline_write import InlineWrite, inline_write
 from serve.store import Completion, Store
 
 
@@ -84,3 +88,78 @@ def test_a_reply_whose_client_left_still_gets_its_row_and_close_writes_the_queue
 
     asyncio.run(run())
     assert store.missing_completions(["left", "q1", "q2", "late"]) == ["late"]
+
+
+def _sqlite_only(store: Store) -> InlineWrite:
+    inline = inline_write(store)
+    if inline is None:
+        assert store.engine.dialect.name != "sqlite"
+        pytest.skip("inline writes are for SQLite files only")
+    return inline
+
+
+def test_inline_writes_go_to_sqlite_files_only(store: Store) -> None:
+    inline = inline_write(store)
+    assert (inline is None) == (store.engine.dialect.name != "sqlite")
+    if inline is not None:
+        inline.close()
+    assert inline_write(Store(make_engine("sqlite://"))) is None  # in memory: another connection, another db
+
+
+def test_a_row_is_written_on_the_loop_when_sqlite_takes_it_at_once(store: Store) -> None:
+    inline = _sqlite_only(store)
+
+    async def run() -> list[int]:
+        writes = GatedWrites(store)  # closed: a row that reached the thread would wait 10 s
+        writer = CompletionWriter(writes, asyncio.get_running_loop(), inline).start()
+        await asyncio.wait_for(writer.add(_row("now")), 2)
+        with pytest.raises(IntegrityError):  # a bad row fails its own reply, as in the thread
+            await writer.add(_row("bad", model=None))
+        writes.gate.set()
+        await asyncio.to_thread(writer.close)
+        return writes.sizes
+
+    assert asyncio.run(run()) == []  # the thread wrote nothing
+    assert store.missing_completions(["now", "bad"]) == ["bad"]
+
+
+def test_a_locked_database_sends_the_row_to_the_thread_which_waits_for_the_lock(store: Store) -> None:
+    inline = _sqlite_only(store)
+    holder = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (another gateway on this file) holds the lock
+
+    async def run() -> list[int]:
+        writes = GatedWrites(store)
+        writes.gate.set()
+        writer = CompletionWriter(writes, asyncio.get_running_loop(), inline).start()
+        added = asyncio.ensure_future(writer.add(_row("waited")))
+        await asyncio.sleep(0.3)
+        assert not added.done()  # neither written on the loop nor failed: the thread waits for the lock
+        holder.execute("COMMIT")
+        await asyncio.wait_for(added, 10)
+        await asyncio.to_thread(writer.close)
+        return writes.sizes
+
+    assert asyncio.run(run()) == [1]
+    assert store.missing_completions(["waited"]) == []
+
+
+def test_the_thread_checkpoints_the_wal_after_every_n_inline_rows(store: Store) -> None:
+    inline = _sqlite_only(store)
+    inline.checkpoint_every = 3
+    done = threading.Semaphore(0)
+
+    def checkpoint() -> None:
+        store.checkpoint()
+        done.release()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        writer = CompletionWriter(store.add_completions, loop, inline, checkpoint).start()
+        for i in range(7):
+            await writer.add(_row(f"c{i}"))
+        await asyncio.to_thread(writer.close)
+
+    asyncio.run(run())
+    assert done.acquire(timeout=5) and done.acquire(timeout=5) and not done.acquire(timeout=0.2)
+    assert store.missing_completions([f"c{i}" for i in range(7)]) == []
