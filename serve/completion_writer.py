@@ -65,8 +65,9 @@ class CompletionWriter:
             self._closed = True
             self._wake.notify()
         self._thread.join(timeout)
-        if self._inline is not None:
-            self._inline.close()
+        if self._inline is not None:  # on the loop, so never while `add` writes with it there
+            with contextlib.suppress(RuntimeError):  # a closed loop: the connection closes when collected
+                self._loop.call_soon_threadsafe(self._inline.close)
 
     def _run(self) -> None:
         while True:

@@ -56,6 +56,10 @@ class InlineWrite:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._conn.dbapi_connection is None
+
 
 def inline_write(store: Store) -> InlineWrite | None:
     """An inline writer for stores on a SQLite file; None for other backends and in-memory databases."""

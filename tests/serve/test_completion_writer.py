@@ -117,6 +117,8 @@ def test_a_row_is_written_on_the_loop_when_sqlite_takes_it_at_once(store: Store)
             await writer.add(_row("bad", model=None))
         writes.gate.set()
         await asyncio.to_thread(writer.close)
+        await asyncio.sleep(0)  # closing closes the loop's connection on the loop
+        assert inline.closed
         return writes.sizes
 
     assert asyncio.run(run()) == []  # the thread wrote nothing
