@@ -1,6 +1,6 @@
 """Completion rows written on the event loop when SQLite can take them at once.
 
-The writer thread (`serve/completion_writer.py`) costs the gateway 0.3-0.4 ms of CPU per reply on 2 cores:
+The writer thread (`serve/completion_writer.py`) costs the gateway 0.2-0.4 ms of CPU per reply on 2 cores:
 the hand-off to the thread and back, and the GIL passed to and fro around each SQLite call, which is more than
 the write itself (about 50 us: WAL mode without fsync at commit, `synchronous=NORMAL`). So a row is first
 written here, on the loop, on a connection of its own that never waits: busy timeout 0, so when another
@@ -8,7 +8,7 @@ writer (the thread, another gateway on the same file) holds the lock, SQLite ans
 row goes to the thread, which waits for the lock as before. This connection never checkpoints the WAL
 (that can take milliseconds); the writer thread does, every `checkpoint_every` rows written here (about
 1,000 WAL pages, SQLite's own automatic checkpoint size: a row changes the table and its three indexes).
-(`bench/proxy_cpu.py`: on the loop, 0.3-0.4 ms of gateway CPU less per reply at c=8.)
+(`bench/proxy_cpu.py`: on the loop, 0.2-0.4 ms of gateway CPU less per reply at c=8.)
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class ServeSettings(BaseSettings):
     )
     inline_writes: bool = Field(
         default=True, description="Write a reply's completion row on the event loop when a SQLite store "
-        "takes it at once (no waiting for a lock; else the writer thread waits for it): 0.3-0.4 ms less "
+        "takes it at once (no waiting for a lock; else the writer thread waits for it): 0.2-0.4 ms less "
         "gateway CPU per reply (bench/proxy_cpu.py). Off: every row goes through the writer thread."
     )
     sticky_sessions: int = Field(
