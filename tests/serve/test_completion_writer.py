@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -90,11 +91,19 @@ def test_a_reply_whose_client_left_still_gets_its_row_and_close_writes_the_queue
     assert store.missing_completions(["left", "q1", "q2", "late"]) == ["late"]
 
 
-def _sqlite_only(store: Store) -> InlineWrite:
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on a SQLite file (inline writes exist for those only)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
+
+
+def _inline(store: Store) -> InlineWrite:
     inline = inline_write(store)
-    if inline is None:
-        assert store.engine.dialect.name != "sqlite"
-        pytest.skip("inline writes are for SQLite files only")
+    assert inline is not None
     return inline
 
 
@@ -106,8 +115,8 @@ def test_inline_writes_go_to_sqlite_files_only(store: Store) -> None:
     assert inline_write(Store(make_engine("sqlite://"))) is None  # in memory: another connection, another db
 
 
-def test_a_row_is_written_on_the_loop_when_sqlite_takes_it_at_once(store: Store) -> None:
-    inline = _sqlite_only(store)
+def test_a_row_is_written_on_the_loop_when_sqlite_takes_it_at_once(sqlite_store: Store) -> None:
+    store, inline = sqlite_store, _inline(sqlite_store)
 
     async def run() -> list[int]:
         writes = GatedWrites(store)  # closed: a row that reached the thread would wait 10 s
@@ -125,8 +134,8 @@ def test_a_row_is_written_on_the_loop_when_sqlite_takes_it_at_once(store: Store)
     assert store.missing_completions(["now", "bad"]) == ["bad"]
 
 
-def test_a_locked_database_sends_the_row_to_the_thread_which_waits_for_the_lock(store: Store) -> None:
-    inline = _sqlite_only(store)
+def test_a_locked_database_sends_the_row_to_the_thread_which_waits_for_the_lock(sqlite_store: Store) -> None:
+    store, inline = sqlite_store, _inline(sqlite_store)
     holder = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer (another gateway on this file) holds the lock
 
@@ -146,8 +155,8 @@ def test_a_locked_database_sends_the_row_to_the_thread_which_waits_for_the_lock(
     assert store.missing_completions(["waited"]) == []
 
 
-def test_the_thread_checkpoints_the_wal_after_every_n_inline_rows(store: Store) -> None:
-    inline = _sqlite_only(store)
+def test_the_thread_checkpoints_the_wal_after_every_n_inline_rows(sqlite_store: Store) -> None:
+    store, inline = sqlite_store, _inline(sqlite_store)
     inline.checkpoint_every = 3
     done = threading.Semaphore(0)
 
@@ -155,13 +164,15 @@ def test_the_thread_checkpoints_the_wal_after_every_n_inline_rows(store: Store) 
         store.checkpoint()
         done.release()
 
-    async def run() -> None:
+    async def run() -> list[bool]:
         loop = asyncio.get_running_loop()
         writer = CompletionWriter(store.add_completions, loop, inline, checkpoint).start()
-        for i in range(7):
+        checkpointed = []
+        for i in range(1, 8):  # after each row: was the WAL checkpointed?
             await writer.add(_row(f"c{i}"))
+            checkpointed.append(await asyncio.to_thread(done.acquire, timeout=5 if i % 3 == 0 else 0.1))
         await asyncio.to_thread(writer.close)
+        return checkpointed
 
-    asyncio.run(run())
-    assert done.acquire(timeout=5) and done.acquire(timeout=5) and not done.acquire(timeout=0.2)
-    assert store.missing_completions([f"c{i}" for i in range(7)]) == []
+    assert asyncio.run(run()) == [i % 3 == 0 for i in range(1, 8)]
+    assert store.missing_completions([f"c{i}" for i in range(1, 8)]) == []
