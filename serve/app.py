@@ -27,9 +27,10 @@ log = logging.getLogger("empathy.serve")
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None,
                supervisor: EngineSupervisor | None = None, router: RouterLike | None = None,
-               mount_ui: bool | None = None) -> FastAPI:
+               mount_ui: bool | None = None, freeze_gc: bool = False) -> FastAPI:
     """The gateway over `settings.upstreams`, or over `supervisor`'s engine, or (neither given) over a vLLM
-    child it starts itself from `settings`. `catalog` and `router` default to what `<data_dir>` holds."""
+    child it starts itself from `settings`. `catalog` and `router` default to what `<data_dir>` holds.
+    `freeze_gc`: the gateway owns the process (`empathy serve`), see `serve.lifecycle.freeze_startup`."""
     catalog, moe_supervisor = moe_engine(settings, catalog or load_catalog(Path(settings.data_dir)))
     owns = False
     if not settings.upstreams and supervisor is None:
@@ -41,7 +42,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None,
                  store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
                  sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router,
                  moe_supervisor=moe_supervisor)
-    app = FastAPI(title="empathy-router gateway", version="0.1.0", lifespan=lifespan_for(gw, owns),
+    app = FastAPI(title="empathy-router gateway", version="0.1.0", lifespan=lifespan_for(gw, owns, freeze_gc),
                   docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
     app.state.gateway = gw
     errors.install(app)

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(settings.vllm_nice)  # as nice as the child `empathy serve` would start (EMPATHY_VLLM_NICE)
         os.execvpe(command[0], command, env)  # vLLM replaces this process (signals go straight to it)
     setup_json_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     # uvicorn turns SIGINT/SIGTERM into the app's shutdown, which stops the vLLM child (no orphans).
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0

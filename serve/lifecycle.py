@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -64,7 +65,16 @@ def make_upstreams(gw: Gateway) -> list[Upstream]:
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
+def freeze_startup() -> None:
+    """Move every object alive after start-up (modules, the router, the UI: about 180,000) out of the cyclic
+    garbage collector's reach. A full collection walked them all and held the event loop 130-160 ms, twice
+    per 3,000 streamed replies here, stalling every stream in flight; after this it takes 1-2 ms. For a
+    process the gateway owns: objects frozen are never collected as cyclic garbage."""
+    gc.collect()
+    gc.freeze()
+
+
+def lifespan_for(gw: Gateway, owns_supervisor: bool, freeze_gc: bool = False) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owns_supervisor and gw.supervisor is not None:
@@ -86,6 +96,8 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool) -> Lifespan:
             gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop(), inline,
                                          gw.store.checkpoint).start()
             refresher = asyncio.create_task(_keep_experiments_fresh(gw))
+            if freeze_gc:
+                freeze_startup()
             try:
                 yield
             finally:
