@@ -6,8 +6,6 @@ when the loop is busy: the worker and the loop hand the GIL back and forth aroun
 one long-lived thread takes every row queued while it was writing and commits them in one transaction
 (group commit: under load, one hop and one commit serve many replies), then settles their futures with one
 call into the loop. A batch that fails is written again row by row, so one bad row fails only its reply.
-With an `InlineWrite` (SQLite files), a row is first written on the loop itself when nothing is queued and
-SQLite takes it at once; the thread then only writes when the database was locked, and checkpoints the WAL.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from serve.inline_write import InlineWrite
 from serve.store import Completion
 
 log = logging.getLogger("empathy.serve")
@@ -30,14 +27,12 @@ class CompletionWriter:
     """Writes completion rows with `write` (e.g. `Store.add_completions`) on a thread of its own, for the
     event loop `loop`; `add` returns when the row is committed (or raises the write's error)."""
 
-    def __init__(self, write: Callable[[Sequence[Completion]], None], loop: asyncio.AbstractEventLoop,
-                 inline: InlineWrite | None = None, checkpoint: Callable[[], None] | None = None) -> None:
+    def __init__(self, write: Callable[[Sequence[Completion]], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
         self._write, self._loop = write, loop
-        self._inline, self._checkpoint = inline, checkpoint  # checkpoint: after inline.checkpoint_every rows
         self._queue: list[_Item] = []
         self._wake = threading.Condition()
         self._closed = False
-        self._checkpoint_due = False
         self._thread = threading.Thread(target=self._run, name="empathy-completion-writer", daemon=True)
 
     def start(self) -> CompletionWriter:
@@ -45,12 +40,6 @@ class CompletionWriter:
         return self
 
     async def add(self, row: Completion) -> None:
-        if self._inline is not None and not self._queue and not self._closed and self._inline.write([row]):
-            if self._inline.checkpoint_due() and self._checkpoint is not None:
-                with self._wake:
-                    self._checkpoint_due = True
-                    self._wake.notify()
-            return
         future: asyncio.Future[None] = self._loop.create_future()
         with self._wake:
             if self._closed:
@@ -65,30 +54,17 @@ class CompletionWriter:
             self._closed = True
             self._wake.notify()
         self._thread.join(timeout)
-        if self._inline is not None:  # on the loop, so never while `add` writes with it there
-            with contextlib.suppress(RuntimeError):  # a closed loop: the connection closes when collected
-                self._loop.call_soon_threadsafe(self._inline.close)
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._queue and not self._closed and not self._checkpoint_due:
+                while not self._queue and not self._closed:
                     self._wake.wait()
                 batch, self._queue = self._queue, []
-                checkpoint, self._checkpoint_due = self._checkpoint_due, False
             if batch:
                 self._settle(batch, self._commit([row for row, _ in batch]))
-            if checkpoint:
-                self._run_checkpoint()
-            if not batch and not checkpoint and self._closed:
+            elif self._closed:
                 return
-
-    def _run_checkpoint(self) -> None:
-        assert self._checkpoint is not None
-        try:
-            self._checkpoint()
-        except Exception as exc:  # the next one (or SQLite's own, by another connection) will do it
-            log.warning("checkpointing the store's write-ahead log failed: %s", exc)
 
     def _commit(self, rows: list[Completion]) -> list[BaseException | None]:
         """The error of each row (None: stored): one transaction, or row by row when it fails."""

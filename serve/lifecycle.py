@@ -17,7 +17,6 @@ from empathy.layout import Layout
 from empathy.settings import Settings
 from serve.catalog import MOE_NAME, Catalog
 from serve.completion_writer import CompletionWriter
-from serve.inline_write import inline_write
 from serve.metrics import EngineCollector
 from serve.state import Gateway, load_router
 from serve.upstreams import Upstream, UpstreamPool, upstream_client
@@ -92,9 +91,7 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool, freeze_gc: bool = False) ->
             await gw.pool.check_all()
             gw.pool.start()
             await _load(gw)
-            inline = inline_write(gw.store) if gw.settings.inline_writes else None
-            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop(), inline,
-                                         gw.store.checkpoint).start()
+            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop()).start()
             refresher = asyncio.create_task(_keep_experiments_fresh(gw))
             if freeze_gc:
                 freeze_startup()

@@ -96,11 +96,6 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=2_000_000, ge=1024, description="Largest request body accepted (bytes); larger gets 413."
     )
-    inline_writes: bool = Field(
-        default=True, description="Write a reply's completion row on the event loop when a SQLite store "
-        "takes it at once (no waiting for a lock; else the writer thread waits for it): 0.2-0.4 ms less "
-        "gateway CPU per reply (bench/proxy_cpu.py). Off: every row goes through the writer thread."
-    )
     sticky_sessions: int = Field(
         default=10_000, ge=1, description="Conversations whose routing decision is remembered (LRU)."
     )

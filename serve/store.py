@@ -63,12 +63,6 @@ def _completion_upsert(dialect: str) -> Any:
         c.name: stmt.excluded[c.name] for c in CompletionRow.__table__.columns if c.name != "id"})
 
 
-def _completion_values(rows: Sequence[Completion]) -> list[dict[str, Any]]:
-    """The completion rows as column values (an id given twice keeps its last row)."""
-    now = time.time()
-    return list({c.id: {"created": now, **c.__dict__} for c in rows}.values())
-
-
 @functools.cache
 def _compiled(stmt: Any, dialect: Any) -> tuple[str, tuple[str, ...]]:
     """The SQL of `stmt` in a positional paramstyle (SQLite's `?`), and its parameters' names in order."""
@@ -176,44 +170,36 @@ class Store:
         """Insert the completions, or update the rows of ids stored before, in one transaction: one statement
         on SQLite and PostgreSQL (the ORM's merge would read each row first), on the path to the end of every
         reply. An id given twice keeps its last row."""
-        if self.engine.dialect.name == "sqlite":
-            pooled = self.engine.raw_connection()
-            try:
-                return self.write_completions(pooled, rows)
-            finally:
-                pooled.close()  # back to the pool
-        values, stmt = _completion_values(rows), _completion_upsert(self.engine.dialect.name)
+        now = time.time()
+        values = list({c.id: {"created": now, **c.__dict__} for c in rows}.values())
+        stmt = _completion_upsert(self.engine.dialect.name)
         if stmt is None:
             with Session(self.engine) as s, s.begin():
                 for v in values:
                     s.merge(CompletionRow(**v))
+        elif self.engine.dialect.name == "sqlite":
+            self._execute_raw(stmt, values)
         else:
             with self.engine.begin() as conn:
                 conn.execute(stmt, values)
 
-    def write_completions(self, conn: Any, rows: Sequence[Completion]) -> None:
-        """`add_completions` on SQLite through the DBAPI connection `conn`, committed (the statement is
-        compiled once): SQLAlchemy's execution machinery costs 3x the SQLite write itself, and this runs at
-        the end of every reply. Errors are raised as SQLAlchemy raises them (IntegrityError, ...), with
-        SQLite's own error as their cause."""
-        sql, keys = _compiled(_completion_upsert("sqlite"), self.engine.dialect)
+    def _execute_raw(self, stmt: Any, values: list[dict[str, Any]]) -> None:
+        """`stmt` (compiled once) on a pooled DBAPI connection: SQLAlchemy's execution machinery costs 3x the
+        SQLite write itself, and this runs at the end of every reply."""
+        sql, keys = _compiled(stmt, self.engine.dialect)
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        conn = self.engine.raw_connection()
         try:
-            conn.cursor().executemany(sql, [[v[k] for k in keys] for v in _completion_values(rows)])
+            conn.cursor().executemany(sql, [[v[k] for k in keys] for v in values])
             conn.commit()
-        except dbapi_error as exc:
+        except dbapi_error as exc:  # raised as SQLAlchemy raises it (IntegrityError, OperationalError, ...)
             conn.rollback()
             raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
         except BaseException:
             conn.rollback()
             raise
-
-    def checkpoint(self) -> None:
-        """Copy SQLite's write-ahead log into the database file as far as readers allow (PASSIVE: it waits
-        for nobody); for writers that turned automatic checkpoints off (`serve/inline_write.py`)."""
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()  # back to the pool
 
     def put_route(self, key: str, adapter: str, blend: float | None,
                   probs: list[float] | None) -> tuple[str, float | None, list[float] | None]:

@@ -1,22 +1,17 @@
 """The completion writer on both store backends: rows that arrive while it writes share one commit, a bad
 row fails only its own reply, a reply whose client left still gets its row, and closing writes what is
-queued. On SQLite files a row is written on the loop when the database takes it at once, else by the thread,
-which also checkpoints the WAL."""
+queued."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from empathy.db import make_engine
 from serve.completion_writer import CompletionWriter
-from serve.inline_write import InlineWrite, inline_write
 from serve.store import Completion, Store
 
 
@@ -89,90 +84,3 @@ def test_a_reply_whose_client_left_still_gets_its_row_and_close_writes_the_queue
 
     asyncio.run(run())
     assert store.missing_completions(["left", "q1", "q2", "late"]) == ["late"]
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    """A store on a SQLite file (inline writes exist for those only)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        yield Store(engine)
-    finally:
-        engine.dispose()
-
-
-def _inline(store: Store) -> InlineWrite:
-    inline = inline_write(store)
-    assert inline is not None
-    return inline
-
-
-def test_inline_writes_go_to_sqlite_files_only(store: Store) -> None:
-    inline = inline_write(store)
-    assert (inline is None) == (store.engine.dialect.name != "sqlite")
-    if inline is not None:
-        inline.close()
-    assert inline_write(Store(make_engine("sqlite://"))) is None  # in memory: another connection, another db
-
-
-def test_a_row_is_written_on_the_loop_when_sqlite_takes_it_at_once(sqlite_store: Store) -> None:
-    store, inline = sqlite_store, _inline(sqlite_store)
-
-    async def run() -> list[int]:
-        writes = GatedWrites(store)  # closed: a row that reached the thread would wait 10 s
-        writer = CompletionWriter(writes, asyncio.get_running_loop(), inline).start()
-        await asyncio.wait_for(writer.add(_row("now")), 2)
-        with pytest.raises(IntegrityError):  # a bad row fails its own reply, as in the thread
-            await writer.add(_row("bad", model=None))
-        writes.gate.set()
-        await asyncio.to_thread(writer.close)
-        await asyncio.sleep(0)  # closing closes the loop's connection on the loop
-        assert inline.closed
-        return writes.sizes
-
-    assert asyncio.run(run()) == []  # the thread wrote nothing
-    assert store.missing_completions(["now", "bad"]) == ["bad"]
-
-
-def test_a_locked_database_sends_the_row_to_the_thread_which_waits_for_the_lock(sqlite_store: Store) -> None:
-    store, inline = sqlite_store, _inline(sqlite_store)
-    holder = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another writer (another gateway on this file) holds the lock
-
-    async def run() -> list[int]:
-        writes = GatedWrites(store)
-        writes.gate.set()
-        writer = CompletionWriter(writes, asyncio.get_running_loop(), inline).start()
-        added = asyncio.ensure_future(writer.add(_row("waited")))
-        await asyncio.sleep(0.3)
-        assert not added.done()  # neither written on the loop nor failed: the thread waits for the lock
-        holder.execute("COMMIT")
-        await asyncio.wait_for(added, 10)
-        await asyncio.to_thread(writer.close)
-        return writes.sizes
-
-    assert asyncio.run(run()) == [1]
-    assert store.missing_completions(["waited"]) == []
-
-
-def test_the_thread_checkpoints_the_wal_after_every_n_inline_rows(sqlite_store: Store) -> None:
-    store, inline = sqlite_store, _inline(sqlite_store)
-    inline.checkpoint_every = 3
-    done = threading.Semaphore(0)
-
-    def checkpoint() -> None:
-        store.checkpoint()
-        done.release()
-
-    async def run() -> list[bool]:
-        loop = asyncio.get_running_loop()
-        writer = CompletionWriter(store.add_completions, loop, inline, checkpoint).start()
-        checkpointed = []
-        for i in range(1, 8):  # after each row: was the WAL checkpointed?
-            await writer.add(_row(f"c{i}"))
-            checkpointed.append(await asyncio.to_thread(done.acquire, timeout=5 if i % 3 == 0 else 0.1))
-        await asyncio.to_thread(writer.close)
-        return checkpointed
-
-    assert asyncio.run(run()) == [i % 3 == 0 for i in range(1, 8)]
-    assert store.missing_completions([f"c{i}" for i in range(1, 8)]) == []

@@ -19,11 +19,10 @@ def test_only_a_gateway_that_owns_its_process_freezes_its_start_up_objects(tmp_p
             assert gc.get_freeze_count() == 0
         with serve_app(create_app(settings, freeze_gc=True)):
             assert gc.get_freeze_count() > 10_000
-            started = gc.get_freeze_count()
             garbage: list[list[object]] = [[] for _ in range(1000)]
             for item in garbage:
                 item.append(item)  # cycles made after start-up are still collected
             del garbage, item
-            assert gc.collect() >= 1000 and gc.get_freeze_count() == started
+            assert gc.collect() >= 1000
     finally:
         gc.unfreeze()
