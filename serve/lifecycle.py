@@ -67,7 +67,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 def freeze_startup() -> None:
     """Move every object alive after start-up (modules, the router, the UI: about 180,000) out of the cyclic
     garbage collector's reach. A full collection walked them all and held the event loop 130-160 ms, twice
-    per 3,000 streamed replies here, stalling every stream in flight; after this it takes 1-2 ms. For a
+    per 3,000 streamed replies here, stalling every stream in flight; after this about 3 ms. For a
     process the gateway owns: objects frozen are never collected as cyclic garbage."""
     gc.collect()
     gc.freeze()
