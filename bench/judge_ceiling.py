@@ -94,7 +94,7 @@ def main() -> int:
     fit, held = (np.array(part) for part in split_by_conversation(pairs, 0.2, 0))
     rows = curve(x, y, np.array([q.conv for q in pairs]), fit, held, args.fractions, args.seeds)
     OUT.mkdir(exist_ok=True)
-    out = OUT / f"judge_ceiling-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out = OUT / f"judge_ceiling-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
     out.write_text(json.dumps({"discard_kinds": kinds, "curve": rows, "held_out": len(held),
                                "labels": str(settings.distill_labels_path)}, indent=1))
     print(f"numbers in {out}")

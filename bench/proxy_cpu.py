@@ -12,10 +12,11 @@ requests one after another), so the only Python on the measured path is the gate
 measures `bench/relay_floor.py`, the least relay on the gateway's stack (uvicorn, uvloop, aiohttp): what any
 Python gateway of this design costs here.
 
-Per gateway, concurrency and reply length, each run streams about --events events; the gateway's CPU (utime +
-stime from /proc, net of its idle CPU) is printed per request and per 1,000 streamed chunks, and a line fit
-over the reply lengths splits it into a fixed cost per request and a cost per chunk. Runs alternate between
-the gateways (ABAB) and the medians over --rounds are printed and written to bench/out/proxy_cpu-<time>.json.
+Per gateway, concurrency and reply length, each run streams about --events events; the gateway's CPU (its
+process CPU clock, `gateway_overhead.cpu_seconds`, net of its idle CPU) is printed per request and per 1,000
+streamed chunks, and a line fit over the reply lengths splits it into a fixed cost per request and a cost per
+chunk. Runs alternate between the gateways (ABAB) and the medians over --rounds are printed and written to
+bench/out/proxy_cpu-<time>.json.
 `--profile` records each gateway with py-spy during one extra run at the last concurrency and length.
 """
 
@@ -146,14 +147,22 @@ async def client(port: int, tokens: int, requests: int, concurrency: int) -> int
 
 # -- measuring -------------------------------------------------------------------------------------------
 
+def start_floor(port: int, upstream: str) -> subprocess.Popen[bytes]:
+    """bench/relay_floor.py on `port` in front of `upstream`."""
+    script = Path(__file__).parent / "relay_floor.py"
+    return subprocess.Popen([sys.executable, str(script), "--port", str(port), "--upstream", upstream],
+                            stdout=subprocess.DEVNULL)
+
+
 class Gateway:
     def __init__(self, name: str, tree: Path | None, data: Path, upstream: str) -> None:
         """`tree` None: the floor relay (bench/relay_floor.py) instead of a gateway."""
         self.name, self.port = name, free_port()
         data.mkdir()
-        self.proc = start_gateway(tree, self.port, str(data), upstream) if tree is not None else \
-            subprocess.Popen([sys.executable, str(Path(__file__).parent / "relay_floor.py"), "--port",
-                              str(self.port), "--upstream", upstream], stdout=subprocess.DEVNULL)
+        if tree is None:
+            self.proc = start_floor(self.port, upstream)
+        else:
+            self.proc = start_gateway(tree, self.port, str(data), upstream)
         wait_http(f"http://127.0.0.1:{self.port}/health", 300, self.proc)
         self.idle = 0.0
 

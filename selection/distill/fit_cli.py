@@ -79,6 +79,16 @@ def format_selection(extra: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_discard_kinds(kinds: dict[str, float]) -> str:
+    """One line of `discard_kinds`."""
+    line = (f"the teacher's {kinds['discards']} held-out discards: {kinds['at_gap']} judged R exactly at the "
+            f"threshold (discarded by the rule's gap, whatever S), {kinds['scored_low']} scored low")
+    if "at_gap_recall" in kinds:
+        line += (f"; this judge's recall: {kinds['at_gap_recall']:.3f} at the gap, "
+                 f"{kinds['scored_low_recall']:.3f} of the low-scored")
+    return line
+
+
 def _print(meta: Any, folder: Path) -> None:
     print(f"distilled judge distilled:{meta.name} ({meta.version}) saved to {folder}")
     print(f"labels: {meta.label_source}, hash {meta.label_hash}; {meta.n_train} train / {meta.n_heldout} "

@@ -63,12 +63,3 @@ def discard_kinds(true: np.ndarray, decided: np.ndarray | None = None, s_thresho
             out[f"{name}_recall"] = float((mask & decided).sum() / max(int(mask.sum()), 1))
     return out
 
-
-def format_discard_kinds(kinds: dict[str, float]) -> str:
-    """One line of `discard_kinds`."""
-    line = (f"the teacher's {kinds['discards']} held-out discards: {kinds['at_gap']} judged R exactly at the "
-            f"threshold (discarded by the rule's gap, whatever S), {kinds['scored_low']} scored low")
-    if "at_gap_recall" in kinds:
-        line += (f"; this judge's recall: {kinds['at_gap_recall']:.3f} at the gap, "
-                 f"{kinds['scored_low_recall']:.3f} of the low-scored")
-    return line

@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     from empathy.errors import DataError
     from empathy.settings import get_settings
     from selection.distill.artifact import artifact_dir, read_meta
-    from selection.distill.fit_cli import format_metrics, format_selection
-    from selection.distill.metrics import discard_kinds, format_discard_kinds
+    from selection.distill.fit_cli import format_discard_kinds, format_metrics, format_selection
+    from selection.distill.metrics import discard_kinds
     from selection.distill.report import write_report
     from selection.distill.stacked import DISCARD
 

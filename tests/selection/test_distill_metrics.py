@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from selection.distill.encoder import soft_targets
+from selection.distill.fit_cli import format_discard_kinds
 from selection.distill.labels import LabeledPair, label_set_hash
 from selection.distill.metrics import (
     agreement,
     bucket_confusion,
     buckets,
     discard_kinds,
-    format_discard_kinds,
 )
 from selection.distill.splits import split_by_conversation
 
