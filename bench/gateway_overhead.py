@@ -1,13 +1,14 @@
 """Gateway overhead: the same streamed chat load on one vLLM engine, directly and through the gateway.
 
     .venv/bin/python bench/gateway_overhead.py [--upstream http://127.0.0.1:8001] [--rounds 12]
-        [--requests 16] [--baseline REF] [--profile]
+        [--requests 16] [--baseline REF] [--tree NAME=PATH] [--profile]
 
 Without --upstream the script starts its own engine (`empathy serve --engine-only` on --model, by default
 the README's base model SmolLM2-135M-Instruct, no adapters) and stops it at the end. Every gateway is an
 `empathy serve --upstream` process of its own, as in production: `gateway` runs this work tree;
 `--baseline REF` adds `baseline`, the same packages at git REF (extracted with `git archive`), so a change is
-measured before and after in one run on the same engine.
+measured before and after in one run on the same engine; `--tree NAME=PATH` adds a gateway started in PATH
+(a copy of the packages with one part changed or taken out, as `bench/proxy_cpu.py --tree`).
 
 Each round runs every path once at one concurrency, in ABBA order (direct, gateway, baseline; then
 baseline, gateway, direct) so a drift of the machine's load hits every path alike. Per round the paired
@@ -449,6 +450,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=12,
                    help="rounds per concurrency (each runs every path once)")
     p.add_argument("--baseline", metavar="REF", help="also measure a gateway at git REF (before a change)")
+    p.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                   help="also measure a gateway started in PATH (a copy of the packages with a change)")
     p.add_argument("--profile", action="store_true", help="py-spy profile of each gateway (bench/out/)")
     p.add_argument("--idle-seconds", type=float, default=20.0,
                    help="each gateway's CPU without traffic is measured this long and subtracted (net)")
@@ -510,6 +513,8 @@ def start_paths(args: argparse.Namespace, upstream: str, tmp: Path,
         (tmp / "baseline").mkdir()
         commit = extract(args.baseline, tmp / "baseline")
         trees.append(("baseline", tmp / "baseline", f"git {args.baseline} = {commit}"))
+    for name, path in (t.split("=", 1) for t in args.tree):
+        trees.append((name, Path(path), f"packages in {path}"))
     paths = [Path_("direct", upstream)]
     for name, tree, _ in trees:
         port, data = free_port(), tmp / f"data-{name}"

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from empathy.db import make_engine
 from empathy.engine import EngineSupervisor
@@ -17,12 +19,21 @@ from serve.api import admin, experiments_api, feedback, health, openai_api
 from serve.catalog import Catalog, load_catalog
 from serve.lifecycle import engine_spec, lifespan_for, moe_engine
 from serve.metrics import GatewayMetrics
-from serve.middleware import RequestIdMiddleware
+from serve.middleware import BODY_SEND, RequestIdMiddleware
 from serve.routing import StickyCache
 from serve.state import Gateway, RouterLike
 from serve.store import Store
 
 log = logging.getLogger("empathy.serve")
+
+
+class GatewayApp(FastAPI):
+    """The FastAPI app that hands the server's own send to streamed replies' bodies (`BODY_SEND`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[BODY_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None,
@@ -42,11 +53,14 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None,
                  store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
                  sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router,
                  moe_supervisor=moe_supervisor)
-    app = FastAPI(title="empathy-router gateway", version="0.1.0", lifespan=lifespan_for(gw, owns, freeze_gc),
-                  docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
+    app: FastAPI = GatewayApp(title="empathy-router gateway", version="0.1.0",
+                              lifespan=lifespan_for(gw, owns, freeze_gc),
+                              docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
     app.state.gateway = gw
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, direct={route.path: route.endpoint
+                                                    for route in openai_api.completions_api.routes
+                                                    if isinstance(route, APIRoute)})
     app.include_router(openai_api.completions_api)  # first: routes are matched in order, these most often
     for module in (openai_api, feedback, experiments_api, health, admin, openapi):
         app.include_router(module.api)

@@ -29,7 +29,8 @@ from serve.validation import check_chat, check_completion, read_json
 
 api = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
 # The completion routes check the key themselves: FastAPI's dependency solving costs 0.1-0.2 ms of CPU per
-# request, on the path of every reply (bench/proxy_cpu.py).
+# request, on the path of every reply (bench/proxy_cpu.py). `serve.middleware` calls them directly (the app
+# keeps them for its OpenAPI schema and its 405s), so they take only the request.
 completions_api = APIRouter(responses=ERRORS)
 
 
