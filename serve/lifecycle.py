@@ -91,7 +91,9 @@ def lifespan_for(gw: Gateway, owns_supervisor: bool, freeze_gc: bool = False) ->
             await gw.pool.check_all()
             gw.pool.start()
             await _load(gw)
-            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop()).start()
+            gw.writer = CompletionWriter(gw.store.add_completions, asyncio.get_running_loop(),
+                                         gw.settings.completion_write_delay,
+                                         lost=lambda _row, _exc: gw.metrics.rows_lost.inc()).start()
             refresher = asyncio.create_task(_keep_experiments_fresh(gw))
             if freeze_gc:
                 freeze_startup()

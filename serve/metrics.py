@@ -61,6 +61,8 @@ class GatewayMetrics:
             "empathy_upstream_ttft_seconds", "Time from sending a streamed request to vLLM to its first "
             "token reaching the gateway: a client's time to the first token minus this is the gateway's "
             "share of it (bench/gateway_overhead.py).", buckets=LATENCY_BUCKETS, registry=r)
+        self.rows_lost = Counter("empathy_completion_rows_lost", "Completion rows that could not be stored "
+                                 "(each is logged with its error; its reply had ended).", registry=r)
         self.router_weight = Histogram("empathy_router_weight", "Blend weight chosen for routed requests.",
                                        ["source"], buckets=WEIGHT_BUCKETS, registry=r)
 

@@ -365,7 +365,8 @@ async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
             out = []
             for event in state.events(chunk):
                 if event.startswith(b"data: [DONE]") and not recorded:
-                    # Stored before the client sees the end, so feedback on this id never races the row.
+                    # Queued before the client sees the end: feedback on this id waits for the row
+                    # (`Gateway.completions_written`).
                     await _record(gw, call, state.completion_id, ttft, stream=True, tokens=state.tokens)
                     recorded = True
                 kept = state.rewrite(event)

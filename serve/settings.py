@@ -112,6 +112,13 @@ class ServeSettings(BaseSettings):
         description="Seconds between reloads of the experiments from the store: an experiment created, "
         "changed or deleted through another gateway on the same database reaches this one within it.",
     )
+    completion_write_delay: float = Field(
+        default=0.05, ge=0, le=5,
+        description="Seconds a finished reply's completion row may wait to be written with the rows of the "
+        "replies that end meanwhile (one commit, off the reply's path). Feedback and results on this "
+        "gateway wait for the rows they need; another gateway on the same database sees a row this much "
+        "later (feedback there looks for an unknown id once more after it).",
+    )
     upstream_timeout: float = Field(
         default=600.0, gt=0,
         description="Seconds a request to vLLM may take before it fails with 504 (a request whose client "

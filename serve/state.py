@@ -49,11 +49,16 @@ class Gateway:
     writer: CompletionWriter | None = None  # started by the lifespan, for its event loop
 
     async def add_completion(self, row: Completion) -> None:
-        """Store a reply's completion row (returns once it is committed)."""
+        """Store a reply's completion row: queued for the writer (`completions_written` waits for it)."""
         if self.writer is None:  # outside the lifespan (before it starts, or replies ending at shutdown)
             await asyncio.to_thread(self.store.add_completion, row)
         else:
-            await self.writer.add(row)
+            self.writer.add(row)
+
+    async def completions_written(self) -> None:
+        """Every completion row of the replies that ended before this call is in the store."""
+        if self.writer is not None:
+            await self.writer.written()
 
     def models(self) -> list[str]:
         return [*self.catalog.gateway_models(), *(n for n, e in self.experiments.items() if e.active)]

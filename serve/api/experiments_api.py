@@ -48,6 +48,7 @@ async def results(name: str, request: Request) -> dict[str, Any]:
     that named one of its arms."""
     gw = _gateway(request)
     exp = _get(gw, name)
+    await gw.completions_written()  # the replies that ended before this request count
     data = await asyncio.to_thread(gw.store.experiment_data, exp)
     cfg = CSConfig(tuning_n=gw.settings.sequential_tuning_n, method=gw.settings.sequential_method,
                    min_n=gw.settings.sequential_min_n)

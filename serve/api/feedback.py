@@ -63,7 +63,11 @@ async def post_feedback(request: Request) -> dict[str, object]:
     gw: Gateway = request.app.state.gateway
     item = Feedback.validate_python(await read_json(request))
     ids = [item.completion_id] if isinstance(item, Rating) else [item.completion_a, item.completion_b]
+    await gw.completions_written()  # the rows of this gateway's replies that ended before this request
     missing = await asyncio.to_thread(gw.store.missing_completions, ids)
+    if missing:  # perhaps a reply another gateway on the same database has just ended: look once more
+        await asyncio.sleep(gw.settings.completion_write_delay + 0.1)
+        missing = await asyncio.to_thread(gw.store.missing_completions, missing)
     if missing:
         raise APIError(404, f"unknown completion id(s) {missing}: use the `id` of a completion returned by "
                        "this gateway.", param="completion_id", code="completion_not_found")

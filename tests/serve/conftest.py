@@ -3,6 +3,7 @@ server, which the session's `EngineSupervisor` owns (so the fault test can kill 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,13 @@ class Running:
 
     def client(self, key: str | None = API_KEY, **kwargs: Any) -> OpenAI:
         return OpenAI(base_url=f"{self.url}/v1", api_key=key or "none", max_retries=0, **kwargs)
+
+    def rows_written(self) -> None:
+        """Wait until the completion rows of the replies that have ended are in the store (the gateway
+        writes them behind the replies: `serve.completion_writer`)."""
+        writer = self.gateway.writer
+        if writer is not None:
+            asyncio.run_coroutine_threadsafe(writer.written(), writer.loop).result(30)
 
 
 @contextmanager

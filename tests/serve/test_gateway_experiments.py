@@ -158,6 +158,7 @@ async def test_50_concurrent_requests_with_feedback_lose_nothing(gateway: Runnin
         ids = await asyncio.gather(*(_chat_and_rate(client, api, i, i % 2 == 0, experiment.name)
                                      for i in range(50)))
     await client.close()
+    await asyncio.to_thread(gateway.rows_written)
     after = await asyncio.to_thread(store.counts)
     assert len(set(ids)) == 50
     assert after["serve_ratings"] - before["serve_ratings"] == 50

@@ -23,6 +23,7 @@ MSG = [{"role": "user", "content": "I am nervous about my exam tomorrow."}]
 
 
 def stored_tokens(gateway: Running, completion_id: str) -> int | None:
+    gateway.rows_written()
     with Session(gateway.gateway.store.engine) as s:
         return s.scalar(select(CompletionRow.completion_tokens).where(CompletionRow.id == completion_id))
 

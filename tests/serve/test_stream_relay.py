@@ -108,6 +108,7 @@ def _stream(gw: Running, user: str, **fields: Any) -> str:
 
 
 def _stored(gw: Running, cid: str) -> CompletionRow | None:
+    gw.rows_written()
     with Session(gw.gateway.store.engine) as s:
         return s.scalar(select(CompletionRow).where(CompletionRow.id == cid))
 
