@@ -506,8 +506,9 @@ def main() -> int:
     return 0
 
 
-def start_paths(args: argparse.Namespace, upstream: str, tmp: Path,
-                procs: list[subprocess.Popen[bytes]]) -> tuple[list[Path_], dict[str, Any]]:
+def gateway_trees(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Path, str]]:
+    """The gateways to measure as (name, the folder it starts in, what it is): this work tree, the packages
+    at `--baseline REF` (extracted into `tmp`), and each `--tree NAME=PATH`."""
     trees = [("gateway", REPO, f"work tree at {commit_of('HEAD')}")]
     if args.baseline:
         (tmp / "baseline").mkdir()
@@ -515,6 +516,12 @@ def start_paths(args: argparse.Namespace, upstream: str, tmp: Path,
         trees.append(("baseline", tmp / "baseline", f"git {args.baseline} = {commit}"))
     for name, path in (t.split("=", 1) for t in args.tree):
         trees.append((name, Path(path), f"packages in {path}"))
+    return trees
+
+
+def start_paths(args: argparse.Namespace, upstream: str, tmp: Path,
+                procs: list[subprocess.Popen[bytes]]) -> tuple[list[Path_], dict[str, Any]]:
+    trees = gateway_trees(args, tmp)
     paths = [Path_("direct", upstream)]
     for name, tree, _ in trees:
         port, data = free_port(), tmp / f"data-{name}"

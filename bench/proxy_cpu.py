@@ -41,10 +41,9 @@ from gateway_overhead import (  # a script beside this one
     OUT,
     REPO,
     chat_request,
-    commit_of,
     cpu_seconds,
-    extract,
     free_port,
+    gateway_trees,
     proc_stat,
     read_chunked,
     start_gateway,
@@ -244,13 +243,7 @@ def measure(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[by
     procs.append(fake)
     upstream = f"http://127.0.0.1:{port}"
     wait_http(f"{upstream}/health", 30, fake)
-    trees: list[tuple[str, Path | None, str]] = [("gateway", REPO, f"work tree at {commit_of('HEAD')}")]
-    for name, path in (t.split("=", 1) for t in args.tree):
-        trees.append((name, Path(path), f"packages in {path}"))
-    if args.baseline:
-        (tmp / "baseline").mkdir()
-        commit = extract(args.baseline, tmp / "baseline")
-        trees.append(("baseline", tmp / "baseline", f"git {args.baseline} = {commit}"))
+    trees: list[tuple[str, Path | None, str]] = [*gateway_trees(args, tmp)]
     if args.floor:
         trees.append(("floor", None, "bench/relay_floor.py: the least relay on the same stack"))
     gateways = []

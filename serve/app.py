@@ -17,9 +17,10 @@ from empathy.settings import Settings
 from serve import errors, openapi
 from serve.api import admin, experiments_api, feedback, health, openai_api
 from serve.catalog import Catalog, load_catalog
+from serve.event_stream import BODY_SEND
 from serve.lifecycle import engine_spec, lifespan_for, moe_engine
 from serve.metrics import GatewayMetrics
-from serve.middleware import BODY_SEND, RequestIdMiddleware
+from serve.middleware import RequestIdMiddleware
 from serve.routing import StickyCache
 from serve.state import Gateway, RouterLike
 from serve.store import Store

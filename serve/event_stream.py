@@ -8,9 +8,11 @@ from collections.abc import AsyncGenerator, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from serve.middleware import BODY_SEND
-
 _LAST = b"data: [DONE]\n\n"
+# The scope's key (in `state`) of the server's own send, put there by `serve.app.GatewayApp`, for a streamed
+# reply's body once its start went through every layer: the layers in between (Starlette's error and
+# exception middleware, `serve.middleware`) only watch the start, and each costs a coroutine call per chunk.
+BODY_SEND = "body_send"
 
 
 class EventStream(Response):

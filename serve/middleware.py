@@ -17,10 +17,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serve.errors import count, error_response, from_exception, log_error
 
 log = logging.getLogger("empathy.serve.access")
-# The server's own send (the gateway app's, `serve.app.GatewayApp`), for a streamed reply's body once its
-# start went through every layer (`serve/event_stream.py`): the layers in between (Starlette's error and
-# exception middleware, this one) only watch the start, and each costs a coroutine call per streamed chunk.
-BODY_SEND = "body_send"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -44,7 +40,6 @@ class RequestIdMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
         request_id = given or f"req-{uuid.uuid4().hex[:16]}"
         scope.setdefault("state", {})["request_id"] = request_id
-        scope["state"].setdefault(BODY_SEND, send)
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500, "started": False}
 

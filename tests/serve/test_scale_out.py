@@ -41,7 +41,6 @@ from empathy.db import make_engine
 from serve.experiments import Experiment, assign
 from tests.conftest import REPO, free_port
 from tests.serve.conftest import ADMIN_KEY, API_KEY, Running, make_settings, serve_app
-from tests.serve.own_serve import wait_for
 
 pytestmark = pytest.mark.slow
 HEALTH_INTERVAL = 0.5
@@ -226,14 +225,11 @@ def _stored(engine: Engine, sql: str, ids: list[str]) -> list[Any]:
 def _check_store(cluster: Cluster, convs: Conversations) -> dict[str, int]:
     ids = [t.id for t in convs.turns]
     assert len(set(ids)) == len(ids) == CONVERSATIONS * TURNS
-    # Every completion once (the id is the primary key: never twice); the gateways write the rows of the
-    # last replies within EMPATHY_COMPLETION_WRITE_DELAY.
-    def every_row() -> list[Any] | None:
-        found = _stored(cluster.engine, "SELECT id, adapter, blend, arm FROM serve_completions "
-                        "WHERE id = ANY(:ids)", ids)
-        return found if len(found) == len(ids) else None
-
-    rows = wait_for(every_row, 10, "every completion row", every=0.05)
+    for gateway in cluster.gateways:
+        gateway.rows_written()  # the rows of the last replies (written behind them)
+    rows = _stored(cluster.engine, "SELECT id, adapter, blend, arm FROM serve_completions "
+                   "WHERE id = ANY(:ids)", ids)
+    assert len(rows) == len(ids)  # every completion once (the id is the primary key: never twice)
     by_id = {t.id: t for t in convs.turns}
     assert all((r.adapter, r.blend, r.arm) == (by_id[r.id].empathy["adapter"], by_id[r.id].empathy["blend"],
                                                 by_id[r.id].empathy["arm"]) for r in rows)
