@@ -29,11 +29,19 @@ log = logging.getLogger("empathy.serve")
 
 
 class GatewayApp(FastAPI):
-    """The FastAPI app that hands the server's own send to streamed replies' bodies (`BODY_SEND`)."""
+    """The FastAPI app that hands the server's own send to streamed replies' bodies (`BODY_SEND`) and has
+    `direct` answer the requests it takes (the completion routes) in front of FastAPI's and Starlette's
+    layers: each is a coroutine frame that every wake-up of a streaming request passes through twice."""
+
+    direct: RequestIdMiddleware | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope.setdefault("state", {})[BODY_SEND] = send
+            if self.direct is not None and self.direct.endpoint(scope) is not None:
+                scope["app"] = self  # as Starlette's own __call__ does
+                await self.direct(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -54,21 +62,22 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None,
                  store=Store(make_engine(settings.resolved_store_url())), metrics=GatewayMetrics(),
                  sticky=StickyCache(settings.sticky_sessions), supervisor=supervisor, router=router,
                  moe_supervisor=moe_supervisor)
-    app: FastAPI = GatewayApp(title="empathy-router gateway", version="0.1.0",
-                              lifespan=lifespan_for(gw, owns, freeze_gc),
-                              docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
+    app = GatewayApp(title="empathy-router gateway", version="0.1.0",
+                     lifespan=lifespan_for(gw, owns, freeze_gc),
+                     docs_url=None, redoc_url=None, openapi_url=None)  # serve.openapi serves them
     app.state.gateway = gw
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware, direct={route.path: route.endpoint
-                                                    for route in openai_api.completions_api.routes
-                                                    if isinstance(route, APIRoute)})
+    app.add_middleware(RequestIdMiddleware)
+    app.direct = RequestIdMiddleware(app.router, direct={route.path: route.endpoint
+                                                         for route in openai_api.completions_api.routes
+                                                         if isinstance(route, APIRoute)})
     app.include_router(openai_api.completions_api)  # first: routes are matched in order, these most often
     for module in (openai_api, feedback, experiments_api, health, admin, openapi):
         app.include_router(module.api)
     app.include_router(experiments_api.admin_api)
     app.openapi = lambda: openapi.build_openapi(app)  # type: ignore[method-assign]
     if settings.ui_enabled if mount_ui is None else mount_ui:
-        app = _mount_ui(app, settings)
+        return _mount_ui(app, settings)
     return app
 
 

@@ -4,8 +4,8 @@ last word on errors (a plain ASGI middleware: no buffering)."""
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,11 +22,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 class RequestIdMiddleware:
     """`direct`: endpoints (taking the request, returning the response) that this middleware calls itself
-    for a POST to their path, past the layers inside it (Starlette's exception middleware, FastAPI's
-    dependency stack, the router's matching, the route's wrappers), each a few coroutine calls on the path
-    of every reply (with the body's `send`, `serve.app.GatewayApp`: 1.55 against 1.64 ms of CPU per
-    1-token request at c=8, bench/proxy_cpu.py). Their errors are answered here, as the app's handlers
-    would (`serve.errors`); the app keeps the same routes, for the OpenAPI schema and its 405s."""
+    for a POST to their path, instead of `app` (for the completion routes, `serve.app.GatewayApp` puts one
+    in front of FastAPI: past Starlette's error and exception middleware, FastAPI's dependency stack, the
+    router's matching and the route's wrappers, each a few coroutine calls on the path of every reply).
+    Their errors are answered here, as the app's handlers would (`serve.errors`); the app keeps the same
+    routes, for the OpenAPI schema and its 405s."""
 
     def __init__(self, app: ASGIApp, direct: Mapping[str, Endpoint] | None = None) -> None:
         self.app = app
@@ -38,7 +38,7 @@ class RequestIdMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = given or f"req-{uuid.uuid4().hex[:16]}"
+        request_id = given or f"req-{os.urandom(8).hex()}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500, "started": False}
@@ -50,7 +50,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*raw, (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
-        endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
+        endpoint = self.endpoint(scope)
         try:
             if endpoint is None:
                 await self.app(scope, receive, send_with_id)
@@ -62,6 +62,10 @@ class RequestIdMiddleware:
             await self._answer(scope, exc, send_with_id, request_id)
         finally:
             self._log(scope, request_id, status["code"], started)
+
+    def endpoint(self, scope: Scope) -> Endpoint | None:
+        """The direct endpoint that answers this HTTP request, if any."""
+        return self.direct.get(scope["path"]) if scope["method"] == "POST" else None
 
     @staticmethod
     async def _answer(scope: Scope, exc: Exception, send: Send, request_id: str) -> None:
@@ -75,6 +79,8 @@ class RequestIdMiddleware:
 
     @staticmethod
     def _log(scope: Scope, request_id: str, code: int, started: float) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         state = scope.get("state", {})
         route = state.get("route")
         log.info("request", extra={"request_id": request_id, "method": scope["method"],

@@ -8,16 +8,16 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 import aiohttp
 from fastapi.responses import JSONResponse, Response
-from starlette.types import Receive
 
 from serve.errors import APIError, unavailable
-from serve.event_stream import EventStream
+from serve.event_stream import Body, ClientWatch, EventStream
 from serve.routing import Route
 from serve.state import Gateway
 from serve.store import Completion
@@ -27,7 +27,6 @@ from serve.validation import loads_strict
 log = logging.getLogger("empathy.serve")
 _FIRST_TOKEN = re.compile(rb'"(content|text)":\s*"[^"]')
 _USAGE = re.compile(rb'"usage":\s*\{')
-T = TypeVar("T")
 
 
 @dataclass
@@ -55,44 +54,6 @@ class Call:
 
     def headers(self) -> dict[str, str]:
         return {"x-empathy-route": self.route.header(), "x-request-id": self.request_id}
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its reply was ready (the work was cancelled)."""
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
-    """`work`'s result, or ClientGone as soon as the client disconnects, with `work` cancelled (which
-    closes its connection to vLLM, and vLLM aborts the generation). The body must have been read. `work`
-    runs in the caller's task; one watcher task cancels it when the client leaves."""
-    task = asyncio.current_task()
-    assert task is not None
-    left = False
-
-    async def watch() -> None:
-        nonlocal left
-        await _disconnected(receive)
-        left = True
-        task.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        result = await work
-    except asyncio.CancelledError:
-        if not left:
-            raise
-        task.uncancel()  # the client left: not a cancellation of the request's task
-        raise ClientGone() from None
-    finally:
-        watcher.cancel()
-    if left:
-        task.uncancel()  # `work` finished despite the cancellation
-    return result
 
 
 def upstream_error(status: int, content: bytes, headers: Mapping[str, str] | None = None) -> APIError:
@@ -164,11 +125,7 @@ async def _record(gw: Gateway, call: Call, completion_id: str | None, ttft: floa
                   stream: bool, tokens: int | None = None) -> None:
     latency = time.perf_counter() - call.started
     await call.settle()
-    model, arm = gw.model_label(call.model), gw.arm_label(call.route.arm)
-    gw.metrics.requests.labels(model, arm, "200").inc()
-    gw.metrics.latency.labels(model, arm).observe(latency)
-    if ttft is not None:
-        gw.metrics.ttft.labels(model, arm).observe(ttft)
+    gw.metrics.completed(gw.model_label(call.model), gw.arm_label(call.route.arm), latency, ttft)
     if not completion_id:
         return
     row = Completion(id=completion_id[:128], model=call.model, adapter=call.route.adapter,
@@ -206,7 +163,7 @@ async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] 
     (read whole unless a successful stream)."""
     assert gw.pool is not None
     slot = contextlib.AsyncExitStack()
-    up = await slot.enter_async_context(gw.pool.acquire(call.route.adapter, avoid))
+    up = slot.enter_context(gw.pool.acquire(call.route.adapter, avoid))
     call.sent = time.perf_counter()
     try:
         # EMPATHY_UPSTREAM_TIMEOUT for the headers (and a body read whole); a stream's pieces are watched
@@ -246,7 +203,8 @@ async def _send(gw: Gateway, call: Call, stream: bool) -> _Reply:
     raise AssertionError("unreachable")
 
 
-async def forward(gw: Gateway, call: Call) -> Response:
+async def forward(gw: Gateway, call: Call, watch: ClientWatch) -> Response:
+    """vLLM's reply to `call`: JSON, or an EventStream that `watch` goes on watching while it streams."""
     call.hide_usage = ask_for_usage(call.body)
     try:
         reply = await _send(gw, call, stream=bool(call.body.get("stream")))
@@ -256,7 +214,7 @@ async def forward(gw: Gateway, call: Call) -> Response:
     resp = reply.resp
     if reply.body is None:
         headers = {**call.headers(), "cache-control": "no-cache"}
-        return EventStream(_relay(gw, call, resp, reply.slot), headers)
+        return EventStream(partial(_relay, gw, call, resp, reply.slot), reply.slot.aclose, headers, watch)
     await reply.slot.aclose()
     content = reply.body
     if resp.status >= 400:
@@ -347,20 +305,23 @@ class _Stream:
         return None if usage_only and self.hide_usage else event
 
 
-async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
-                 stack: contextlib.AsyncExitStack) -> AsyncGenerator[bytes, None]:
+async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse, stack: contextlib.AsyncExitStack,
+                 body: Body) -> None:
+    """vLLM's stream written to the client's `body` as it comes (`stack`, closed by the EventStream, releases
+    the connection)."""
     state, ttft, recorded = _Stream(call.route.body_field(), call.hide_usage), None, False
     assert gw.pool is not None
-    watched = stack.enter_context(gw.pool.stalls.watch(resp.content))
+    content = resp.content
+    watched = stack.enter_context(gw.pool.stalls.watch(content))
     try:
-        async for chunk in resp.content.iter_any():
+        while chunk := await content.readany():
             watched.chunks += 1
             if ttft is None and _FIRST_TOKEN.search(state.pending + chunk):  # a token cut over two reads
                 now = time.perf_counter()
                 ttft = now - call.started
                 gw.metrics.upstream_ttft.observe(now - call.sent)
             if state.untouched(chunk):
-                yield chunk
+                await body.write(chunk)
                 continue
             out = []
             for event in state.events(chunk):
@@ -373,9 +334,9 @@ async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
                 if kept is not None:
                     out.append(kept + b"\n\n")
             if out:
-                yield b"".join(out)
+                await body.write(b"".join(out))
         if state.pending:
-            yield state.pending
+            await body.write(state.pending)
     except UpstreamFailure as exc:
         timeout = isinstance(exc, TimeoutError)
         err = APIError(504 if timeout else 502, "vLLM did not go on in time (EMPATHY_UPSTREAM_TIMEOUT)."
@@ -383,7 +344,5 @@ async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse,
                        code="upstream_timeout" if timeout else "upstream_error")
         log.warning("stream %s broke: %s", call.request_id, err.message)
         gw.metrics.errors.labels(gw.model_label(call.model), str(err.status)).inc()
-        yield error_event(APIError(err.status, f"the engine stopped mid-stream: {err.message}",
-                                   code=err.code))
-    finally:
-        await stack.aclose()
+        await body.write(error_event(APIError(err.status, f"the engine stopped mid-stream: {err.message}",
+                                              code=err.code)))

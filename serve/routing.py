@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from serve.catalog import EXPERT_PREFIX, EXPERT_WEIGHT, Catalog
@@ -30,9 +30,10 @@ class Route:
     probs: tuple[float, ...] | None = None
 
     def body_field(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["probs"] = list(self.probs) if self.probs is not None else None
-        return data
+        """The reply's `empathy` field (the fields as a dict; `dataclasses.asdict` costs 6 us per reply)."""
+        return {"adapter": self.adapter, "blend": self.blend, "source": self.source,
+                "experiment": self.experiment, "arm": self.arm,
+                "probs": list(self.probs) if self.probs is not None else None}
 
     def header(self) -> str:
         blend = "none" if self.blend is None else f"{self.blend:g}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -71,9 +71,10 @@ class UpstreamPool:
         self.stalls = StallWatch(read_timeout)  # relayed streams that stop for read_timeout s are ended
         self._task: asyncio.Task[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def acquire(self, model: str | None = None,
-                      avoid: frozenset[str] = frozenset()) -> AsyncIterator[Upstream]:
+    @contextlib.contextmanager
+    def acquire(self, model: str | None = None, avoid: frozenset[str] = frozenset()) -> Iterator[Upstream]:
+        """A healthy engine serving `model` (not in `avoid`, if another is healthy), counted as busy until
+        the block ends (not async: nothing here waits)."""
         self.refresh_probed()
         upstream = pick(self.upstreams, model, avoid)
         if upstream is None:

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from serve.errors import APIError, bad_request
 
@@ -99,9 +100,12 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     data = bytearray()
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                data += chunk
-                if len(data) > limit:
+            while len(data) <= limit:  # (what `request.stream()` does, without an async generator)
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                data += message.get("body", b"")
+                if not message.get("more_body", False):
                     break
     except TimeoutError:
         raise APIError(408, f"the request body did not arrive within {timeout:g} s (got {len(data)} bytes"

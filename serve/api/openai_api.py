@@ -11,7 +11,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from serve.auth import require_api_key
-from serve.proxy import Call, forward, unless_client_leaves
+from serve.event_stream import ClientWatch
+from serve.proxy import Call, forward
 from serve.resolve import resolve
 from serve.routing import session_key
 from serve.sampling import defaults_for, with_defaults
@@ -66,7 +67,8 @@ async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Res
     body["model"] = route.adapter
     call = Call(path=path, model=model, body=body, route=route, subject=session_key(request.headers, body),
                 request_id=request.state.request_id, started=started, pending=pending)
-    return await unless_client_leaves(request.receive, forward(gw, call))
+    with ClientWatch(request.receive) as watch:  # the body is read: a disconnect now is the client leaving
+        return await watch.until(forward(gw, call, watch))
 
 
 @completions_api.post("/v1/chat/completions", responses=completion_responses(ChatCompletion))

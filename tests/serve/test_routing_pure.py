@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,10 @@ def test_catalog_from_data_dir(tmp_path: Path) -> None:
     assert catalog.paths["blend-0.5-abc"] == str((tmp_path / "blends" / "blend-0.5-abc").resolve())
     assert catalog.adapter_for_model("empathy-sensibility") == "empathy-sensibility"
     assert catalog.adapter_for_model("empathy-full") is None
+
+
+def test_body_field_names_every_field_of_the_route() -> None:
+    route = Route(adapter="blend-50", blend=0.5, source="router", probs=(0.25, 0.75))
+    field = route.body_field()
+    assert field == {f.name: getattr(route, f.name) for f in fields(Route)} | {"probs": [0.25, 0.75]}
+    assert json.loads(json.dumps(field)) == field
