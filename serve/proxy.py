@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -19,9 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from serve.errors import APIError, unavailable
 from serve.event_stream import Body, ClientWatch, EventStream
 from serve.routing import Route
+from serve.stall_watch import Watched
 from serve.state import Gateway
 from serve.store import Completion
-from serve.upstreams import Upstream
+from serve.upstreams import Upstream, UpstreamPool
 from serve.validation import loads_strict
 
 log = logging.getLogger("empathy.serve")
@@ -142,44 +142,64 @@ class _Failed(Exception):
         self.up, self.exc = up, exc
 
 
+# Made once: `json.dumps` with options builds an encoder on every call.
+_REQUEST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def request_body(body: dict[str, Any]) -> bytes:
     """The JSON sent to vLLM (compact, UTF-8, no NaN: what httpx sent)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _REQUEST.encode(body).encode()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Reply:
-    """vLLM's response, its body when read whole (None: a successful stream, not read yet) and the stack that
-    releases the engine slot and the connection (a response not read to its end closes its connection,
-    which makes vLLM abort the generation)."""
+    """One try: its engine slot, vLLM's response and its body when read whole (None: a successful stream,
+    not read yet). `close` gives the slot back, stops watching the stream (`_relay`) and releases the
+    connection (a response not read to its end closes its connection, which makes vLLM abort the
+    generation)."""
 
-    resp: aiohttp.ClientResponse
-    body: bytes | None
-    slot: contextlib.AsyncExitStack
+    pool: UpstreamPool
+    up: Upstream
+    resp: aiohttp.ClientResponse | None = None
+    body: bytes | None = None
+    watched: Watched | None = None
+    closed: bool = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.watched is not None:
+            self.pool.stalls.discard(self.watched)
+        if self.resp is not None:
+            self.resp.release()
+        self.pool.give_back(self.up)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] = frozenset()) -> _Reply:
     """One try: an upstream slot (another engine than those in `avoid`, if one is healthy) and its response
     (read whole unless a successful stream)."""
     assert gw.pool is not None
-    slot = contextlib.AsyncExitStack()
-    up = slot.enter_context(gw.pool.acquire(call.route.adapter, avoid))
+    reply = _Reply(gw.pool, gw.pool.take(call.route.adapter, avoid))
     call.sent = time.perf_counter()
     try:
         # EMPATHY_UPSTREAM_TIMEOUT for the headers (and a body read whole); a stream's pieces are watched
         # by the pool's StallWatch (`_relay`), not by a read timeout re-armed on every chunk.
         async with asyncio.timeout(gw.settings.upstream_timeout):
-            resp = await gw.pool.client.post(f"{up.url}{call.path}", data=request_body(call.body),
-                                             headers=_JSON, timeout=_CONNECT)
-            slot.callback(resp.release)
-            body = await resp.read() if not stream or resp.status >= 400 else None
+            reply.resp = resp = await gw.pool.client.post(f"{reply.up.url}{call.path}", headers=_JSON,
+                                                          data=request_body(call.body), timeout=_CONNECT)
+            reply.body = await resp.read() if not stream or resp.status >= 400 else None
     except UpstreamFailure as exc:
-        await slot.aclose()
-        raise _Failed(up, exc) from None
+        reply.close()
+        raise _Failed(reply.up, exc) from None
     except BaseException:  # cancelled (the client left): closing the connection makes vLLM abort
-        await slot.aclose()
+        reply.close()
         raise
-    return _Reply(resp, body, slot)
+    return reply
 
 
 def _retryable(exc: Exception) -> bool:
@@ -212,10 +232,11 @@ async def forward(gw: Gateway, call: Call, watch: ClientWatch) -> Response:
         await call.settle()
         raise
     resp = reply.resp
+    assert resp is not None
     if reply.body is None:
         headers = {**call.headers(), "cache-control": "no-cache"}
-        return EventStream(partial(_relay, gw, call, resp, reply.slot), reply.slot.aclose, headers, watch)
-    await reply.slot.aclose()
+        return EventStream(partial(_relay, gw, call, reply), reply.aclose, headers, watch)
+    reply.close()
     content = reply.body
     if resp.status >= 400:
         await call.settle()
@@ -255,8 +276,8 @@ def inject(event: bytes, extra: dict[str, Any]) -> tuple[bytes, str | None]:
     body = event[6:].rstrip()
     if "empathy" in data or not body.endswith(b"}"):  # the field replaces one vLLM sent
         data["empathy"] = extra
-        return b"data: " + json.dumps(data, separators=(",", ":")).encode(), cid
-    added = b'"empathy":' + json.dumps(extra, separators=(",", ":")).encode()
+        return b"data: " + _COMPACT.encode(data).encode(), cid
+    added = b'"empathy":' + _COMPACT.encode(extra).encode()
     return b"data: " + body[:-1] + (b"," if data else b"") + added + b"}", cid
 
 
@@ -305,14 +326,12 @@ class _Stream:
         return None if usage_only and self.hide_usage else event
 
 
-async def _relay(gw: Gateway, call: Call, resp: aiohttp.ClientResponse, stack: contextlib.AsyncExitStack,
-                 body: Body) -> None:
-    """vLLM's stream written to the client's `body` as it comes (`stack`, closed by the EventStream, releases
-    the connection)."""
+async def _relay(gw: Gateway, call: Call, reply: _Reply, body: Body) -> None:
+    """vLLM's stream written to the client's `body` as it comes (the EventStream closes `reply`)."""
     state, ttft, recorded = _Stream(call.route.body_field(), call.hide_usage), None, False
-    assert gw.pool is not None
-    content = resp.content
-    watched = stack.enter_context(gw.pool.stalls.watch(content))
+    assert reply.resp is not None
+    content = reply.resp.content
+    reply.watched = watched = reply.pool.stalls.add(content)
     try:
         while chunk := await content.readany():
             watched.chunks += 1

@@ -43,6 +43,9 @@ class Route:
         return "; ".join(parts)
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True, default=str)  # made once (`json.dumps` makes one per call)
+
+
 def session_key(headers: Mapping[str, str], body: Mapping[str, Any]) -> str:
     """The conversation's identity: `x-session-id`, else `user`, else a hash of the first user message
     (which stays the same on every later turn of the conversation)."""
@@ -52,7 +55,7 @@ def session_key(headers: Mapping[str, str], body: Mapping[str, Any]) -> str:
         return _bounded(f"user:{body['user']}")
     first = next((m.get("content") for m in body.get("messages") or [] if isinstance(m, dict)
                   and m.get("role") == "user"), body.get("prompt", ""))
-    digest = hashlib.sha256(json.dumps(first, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(_KEY_JSON.encode(first).encode()).hexdigest()[:16]
     return f"first:{digest}"
 
 

@@ -25,8 +25,8 @@ def with_defaults(body: dict[str, Any], defaults: SamplingDefaults) -> dict[str,
     """`body` with each default field it leaves out (absent or null) added; `max_tokens` is not added
     when the request sets `max_completion_tokens`."""
     added = {}
-    for name, value in defaults.model_dump().items():
-        if value is None or body.get(name) is not None:
+    for name, value in defaults.given.items():
+        if body.get(name) is not None:
             continue
         if name == "max_tokens" and body.get("max_completion_tokens") is not None:
             continue

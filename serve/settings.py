@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import cached_property
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings
@@ -21,6 +22,11 @@ class SamplingDefaults(BaseModel):
     )
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, allow_inf_nan=False)
     max_tokens: int | None = Field(default=160, ge=1)
+
+    @cached_property
+    def given(self) -> dict[str, Any]:
+        """The fields with a value (those the gateway adds), computed once: on the path of every request."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
 
     def merged(self, other: SamplingDefaults | None) -> SamplingDefaults:
         """These defaults with the fields `other` sets explicitly taking precedence."""

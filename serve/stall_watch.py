@@ -36,14 +36,22 @@ class StallWatch:
         self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
 
-    @contextlib.contextmanager
-    def watch(self, reader: aiohttp.StreamReader) -> Iterator[Watched]:
+    def add(self, reader: aiohttp.StreamReader) -> Watched:
+        """Watch `reader` until `discard`."""
         watched = Watched(reader, since=asyncio.get_running_loop().time())
         self._streams.add(watched)
+        return watched
+
+    def discard(self, watched: Watched) -> None:
+        self._streams.discard(watched)
+
+    @contextlib.contextmanager
+    def watch(self, reader: aiohttp.StreamReader) -> Iterator[Watched]:
+        watched = self.add(reader)
         try:
             yield watched
         finally:
-            self._streams.discard(watched)
+            self.discard(watched)
 
     def look(self, now: float) -> None:
         """End the streams whose count has not moved for `timeout` seconds at loop time `now`."""

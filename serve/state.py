@@ -19,6 +19,8 @@ from serve.completion_writer import CompletionWriter
 from serve.experiments import Experiment, check_arms, load_experiments_file
 from serve.metrics import GatewayMetrics, closed_label
 from serve.routing import StickyCache
+from serve.sampling import defaults_for
+from serve.settings import SamplingDefaults
 from serve.store import Completion, Store
 from serve.upstreams import UpstreamPool
 
@@ -47,6 +49,11 @@ class Gateway:
     router: RouterLike | None = None
     experiments: dict[str, Experiment] = field(default_factory=dict)
     writer: CompletionWriter | None = None  # started by the lifespan, for its event loop
+    # Computed on the path of every request, kept: the merged sampling defaults of the models that have
+    # their own (EMPATHY_MODEL_SAMPLING), and the metric labels of the `experiments` they were made from.
+    _sampling: dict[str, SamplingDefaults] = field(default_factory=dict, init=False, repr=False)
+    _labels: tuple[object, frozenset[str], frozenset[str]] = field(
+        default=(None, frozenset(), frozenset()), init=False, repr=False)
 
     async def add_completion(self, row: Completion) -> None:
         """Store a reply's completion row: queued for the writer (`completions_written` waits for it)."""
@@ -63,12 +70,31 @@ class Gateway:
     def models(self) -> list[str]:
         return [*self.catalog.gateway_models(), *(n for n, e in self.experiments.items() if e.active)]
 
+    def sampling(self, model: str) -> SamplingDefaults:
+        """The sampling defaults of gateway model `model` (`serve.sampling.defaults_for`)."""
+        merged = self._sampling.get(model)
+        if merged is None:
+            merged = defaults_for(self.settings, model)
+            if model in self.settings.model_sampling:  # (a bounded set of names: only these are kept)
+                self._sampling[model] = merged
+        return merged
+
+    def _label_sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The model and arm labels (served models and experiments; their arms), made again when
+        `experiments` is replaced (`refresh_experiments`)."""
+        made_from, models, arms = self._labels
+        if made_from is not self.experiments:
+            models = frozenset({*self.catalog.gateway_models(), *self.experiments})
+            arms = frozenset(a.name for e in self.experiments.values() for a in e.arms)
+            self._labels = (self.experiments, models, arms)
+        return models, arms
+
     def model_label(self, model: str | None) -> str:
         """The metric label of a model name: served models and experiments, else `other`."""
-        return closed_label(model, {*self.catalog.gateway_models(), *self.experiments})
+        return closed_label(model, self._label_sets()[0])
 
     def arm_label(self, arm: str | None) -> str:
-        return closed_label(arm, {a.name for e in self.experiments.values() for a in e.arms})
+        return closed_label(arm, self._label_sets()[1])
 
     async def refresh_experiments(self) -> None:
         found = await asyncio.to_thread(self.store.experiments)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -71,20 +71,20 @@ class UpstreamPool:
         self.stalls = StallWatch(read_timeout)  # relayed streams that stop for read_timeout s are ended
         self._task: asyncio.Task[None] | None = None
 
-    @contextlib.contextmanager
-    def acquire(self, model: str | None = None, avoid: frozenset[str] = frozenset()) -> Iterator[Upstream]:
+    def take(self, model: str | None = None, avoid: frozenset[str] = frozenset()) -> Upstream:
         """A healthy engine serving `model` (not in `avoid`, if another is healthy), counted as busy until
-        the block ends (not async: nothing here waits)."""
+        `give_back`."""
         self.refresh_probed()
         upstream = pick(self.upstreams, model, avoid)
         if upstream is None:
             states = ", ".join(f"{u.url} ({u.state})" for u in serving(self.upstreams, model))
             raise unavailable(f"no vLLM engine is ready: {states}; retry in a few seconds.")
         upstream.outstanding += 1
-        try:
-            yield upstream
-        finally:
-            upstream.outstanding -= 1
+        return upstream
+
+    @staticmethod
+    def give_back(upstream: Upstream) -> None:
+        upstream.outstanding -= 1
 
     def refresh_probed(self) -> None:
         """Supervised engines: their health is the supervisor's flag, read now (cheap), not at the last

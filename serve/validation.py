@@ -37,9 +37,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads_strict(data: bytes | str) -> Any:
+# Made once: `json.loads` with options builds a decoder (and its scanner) on every call.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def loads_strict(data: bytes | bytearray | str) -> Any:
     """`json.loads` that refuses NaN, Infinity and numbers that overflow to them (ValueError)."""
-    return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    if not isinstance(data, str):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")  # as `json.loads` reads bytes
+    return _STRICT.decode(data)
 
 
 def _walk(value: Any, max_depth: int) -> None:

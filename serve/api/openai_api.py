@@ -15,7 +15,7 @@ from serve.event_stream import ClientWatch
 from serve.proxy import Call, forward
 from serve.resolve import resolve
 from serve.routing import session_key
-from serve.sampling import defaults_for, with_defaults
+from serve.sampling import with_defaults
 from serve.schemas import (
     ERRORS,
     ChatCompletion,
@@ -42,7 +42,7 @@ async def list_models(request: Request) -> dict[str, object]:
     created = int(time.time())
     return {"object": "list", "data": [
         {"id": name, "object": "model", "created": created, "owned_by": "empathy-router",
-         "sampling": defaults_for(gw.settings, name).model_dump()}
+         "sampling": gw.sampling(name).model_dump()}
         for name in gw.models()
     ]}
 
@@ -63,7 +63,7 @@ async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Res
         await asyncio.gather(*pending)  # answered after the writes, as when they ran inline
         raise
     request.state.route = route
-    body = with_defaults(body, defaults_for(gw.settings, model))
+    body = with_defaults(body, gw.sampling(model))
     body["model"] = route.adapter
     call = Call(path=path, model=model, body=body, route=route, subject=session_key(request.headers, body),
                 request_id=request.state.request_id, started=started, pending=pending)
