@@ -89,8 +89,18 @@ def parse_json(data: bytes, max_depth: int) -> dict[str, Any]:
         raise bad_request(f"the request body is not valid JSON ({exc}).", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object.", code="invalid_json")
-    _walk(body, max_depth)
+    if _may_be_unservable(data, max_depth):
+        _walk(body, max_depth)
     return body
+
+
+def _may_be_unservable(data: bytes, max_depth: int) -> bool:
+    """Whether the JSON in `data` may nest deeper than `max_depth` or hold an unpaired surrogate (then
+    `_walk` looks at every value; byte counts and searches cost far less). Nesting needs as many `[` and `{`
+    bytes; a surrogate needs a `\\u` escape or its own bytes, read with "surrogatepass" (in UTF-8 they start
+    with 0xED; UTF-16 and UTF-32 bodies hold zero bytes and are always walked)."""
+    return (data.count(b"[") + data.count(b"{") > max_depth or b"\\u" in data or b"\xed" in data
+            or b"\x00" in data)
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
