@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from fastapi import Request
 
@@ -30,10 +31,15 @@ def is_admin(request: Request, token: str | None) -> bool:
     return bool(admin_key) and _matches(token, [admin_key])
 
 
-async def require_api_key(request: Request) -> None:
-    if request.app.state.gateway.settings.api_keys and not valid_key(request, bearer(request)):
+def check_api_key(settings: Any, request: Request) -> None:
+    """401 unless the request carries one of EMPATHY_API_KEYS (`settings`: the gateway's), when set."""
+    if settings.api_keys and not valid_key(request, bearer(request)):
         raise APIError(401, "invalid or missing API key: send `Authorization: Bearer <key>` with a key "
                        "from EMPATHY_API_KEYS.", code="invalid_api_key")
+
+
+async def require_api_key(request: Request) -> None:
+    check_api_key(request.app.state.gateway.settings, request)
 
 
 async def require_admin(request: Request) -> None:

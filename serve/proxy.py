@@ -306,12 +306,6 @@ class _Stream:
     completion_id: str | None = None
     tokens: int | None = None
 
-    def untouched(self, chunk: bytes) -> bool:
-        """Whether `chunk` goes to the client as it came, not cut into events: whole events after the first
-        one, none of them `[DONE]` or with a `usage` (byte searches: most chunks are one token's event)."""
-        return (self.injected and not self.pending and chunk.endswith(b"\n\n") and b"[DONE]" not in chunk
-                and b'"usage"' not in chunk)
-
     def events(self, chunk: bytes) -> list[bytes]:
         *done, self.pending = (self.pending + chunk).split(b"\n\n")
         return done
@@ -339,7 +333,10 @@ async def _relay(gw: Gateway, call: Call, reply: _Reply, body: Body) -> None:
                 now = time.perf_counter()
                 ttft = now - call.started
                 gw.metrics.upstream_ttft.observe(now - call.sent)
-            if state.untouched(chunk):
+            # Most chunks go to the client as they came, not cut into events: whole events after the
+            # first one, none of them `[DONE]` or with a `usage` (byte searches, inline: every token).
+            if (state.injected and not state.pending and chunk.endswith(b"\n\n") and b"[DONE]" not in chunk
+                    and b'"usage"' not in chunk):
                 await body.write(chunk)
                 continue
             out = []

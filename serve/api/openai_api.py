@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from serve.auth import require_api_key
+from serve.auth import check_api_key, require_api_key
 from serve.event_stream import ClientWatch
 from serve.proxy import Call, forward
 from serve.resolve import resolve
@@ -48,14 +48,15 @@ async def list_models(request: Request) -> dict[str, object]:
 
 
 async def _complete(request: Request, path: str, schema: type[BaseModel]) -> Response:
-    await require_api_key(request)
-    gw: Gateway = request.app.state.gateway
     started = time.perf_counter()
+    gw: Gateway = request.app.state.gateway
+    check_api_key(gw.settings, request)
     body: dict[str, Any] = await read_json(request)
     check = check_chat if schema is ChatCompletionRequest else check_completion
     model = check(body, gw.settings)
     request.state.model = model
-    schema.model_validate(body)  # types and ranges of the known fields; the raw body is what is sent
+    # Types and ranges of the known fields (the model is not kept: the raw body is what is sent).
+    schema.__pydantic_validator__.validate_python(body)
     pending: list[asyncio.Task[Any]] = []  # store writes the request need not wait for before vLLM
     try:
         route = await resolve(gw, model, body, request.headers, pending)
