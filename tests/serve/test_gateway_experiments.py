@@ -151,6 +151,7 @@ async def _chat_and_rate(client: AsyncOpenAI, api: httpx.AsyncClient, i: int, st
 async def test_50_concurrent_requests_with_feedback_lose_nothing(gateway: Running,
                                                                  experiment: Experiment) -> None:
     store = gateway.gateway.store
+    await asyncio.to_thread(gateway.rows_written)  # rows of earlier tests' replies, still being written
     before = await asyncio.to_thread(store.counts)
     client = AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=300)
     async with httpx.AsyncClient(base_url=gateway.url, timeout=300,
