@@ -253,12 +253,16 @@ def start_engine(model: str, port: int, data_dir: str) -> subprocess.Popen[bytes
         return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_gateway(tree: Path, port: int, data_dir: str, upstream: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "EMPATHY_LOG_LEVEL": "WARNING", "EMPATHY_STORE_URL": f"sqlite:///{data_dir}/bench.db",
+def start_gateway(tree: Path, port: int, data_dir: str, upstream: str,
+                  via: tuple[str, ...] = ("-m", "empathy"),
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`empathy serve` in `tree` (`via`: how Python starts it) in front of `upstream`."""
+    env = {**os.environ, **(extra_env or {}), "EMPATHY_LOG_LEVEL": "WARNING",
+           "EMPATHY_STORE_URL": f"sqlite:///{data_dir}/bench.db",
            # the same sampling on both paths: no gateway defaults added to the gateway's requests
            "EMPATHY_SAMPLING_DEFAULTS": '{"temperature": null, "top_p": null, "repetition_penalty": null, '
                                         '"max_tokens": null}'}
-    cmd = [sys.executable, "-m", "empathy", "serve", "--port", str(port), "--data-dir", data_dir, "--no-ui",
+    cmd = [sys.executable, *via, "serve", "--port", str(port), "--data-dir", data_dir, "--no-ui",
            "--upstream", upstream]
     return subprocess.Popen(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL)
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_overhead import OUT, REPO, free_port, stop, wait_http  # scripts beside this one
-from proxy_cpu import client
+from gateway_overhead import OUT, REPO, free_port, start_gateway, stop, wait_http  # scripts beside this one
+from proxy_cpu import client, start_fake
 
 # (module, attribute path) of the steps timed: functions that do not wait (or only for nothing, here).
 STEPS = [("serve.validation", "parse_json"), ("serve.api.openai_api", "check_chat"),
@@ -78,15 +76,9 @@ runpy.run_module("empathy", run_name="__main__")
 
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[int]]:
     up, port, out = free_port(), free_port(), tmp / "steps.json"
-    fake = subprocess.Popen([sys.executable, str(Path(__file__).parent / "proxy_cpu.py"), "--fake-upstream",
-                             str(up), "--interval", "0.002"])
-    env = {**os.environ, "STEPS": json.dumps(STEPS), "STEPS_OUT": str(out), "EMPATHY_LOG_LEVEL": "WARNING",
-           "EMPATHY_STORE_URL": f"sqlite:///{tmp}/bench.db",
-           "EMPATHY_SAMPLING_DEFAULTS": '{"temperature": null, "top_p": null, "repetition_penalty": null, '
-                                        '"max_tokens": null}'}
-    gateway = subprocess.Popen([sys.executable, "-c", LAUNCHER, "serve", "--port", str(port), "--data-dir",
-                                str(tmp), "--no-ui", "--upstream", f"http://127.0.0.1:{up}"],
-                               cwd=args.tree, env=env, stdout=subprocess.DEVNULL)
+    fake = start_fake(up, 0.002)
+    gateway = start_gateway(args.tree, port, str(tmp), f"http://127.0.0.1:{up}", via=("-c", LAUNCHER),
+                            extra_env={"STEPS": json.dumps(STEPS), "STEPS_OUT": str(out)})
     try:
         wait_http(f"http://127.0.0.1:{up}/health", 30, fake)
         wait_http(f"http://127.0.0.1:{port}/health", 300, gateway)

@@ -146,6 +146,12 @@ async def client(port: int, tokens: int, requests: int, concurrency: int) -> int
 
 # -- measuring -------------------------------------------------------------------------------------------
 
+def start_fake(port: int, interval: float) -> subprocess.Popen[bytes]:
+    """The fake vLLM (this script with --fake-upstream) on `port`."""
+    return subprocess.Popen([sys.executable, __file__, "--fake-upstream", str(port),
+                             "--interval", str(interval)])
+
+
 def start_floor(port: int, upstream: str) -> subprocess.Popen[bytes]:
     """bench/relay_floor.py on `port` in front of `upstream`."""
     script = Path(__file__).parent / "relay_floor.py"
@@ -238,8 +244,7 @@ def profile(gw: Gateway, args: argparse.Namespace, stamp: str) -> None:
 
 def measure(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
     port = free_port()
-    fake = subprocess.Popen([sys.executable, __file__, "--fake-upstream", str(port),
-                             "--interval", str(args.interval)])
+    fake = start_fake(port, args.interval)
     procs.append(fake)
     upstream = f"http://127.0.0.1:{port}"
     wait_http(f"{upstream}/health", 30, fake)

@@ -97,7 +97,7 @@ class Body:
 
 # What writes a streamed reply's body (through `Body.write`), and what runs once it ended or was cut short.
 Pump = Callable[[Body], Awaitable[None]]
-Close = Callable[[], Awaitable[None]]
+Close = Callable[[], None]
 
 
 class EventStream(Response):
@@ -130,4 +130,4 @@ class EventStream(Response):
             pass
         finally:
             self.watch.end()
-            await self.close()
+            self.close()

@@ -176,9 +176,6 @@ class _Reply:
             self.resp.release()
         self.pool.give_back(self.up)
 
-    async def aclose(self) -> None:
-        self.close()
-
 
 async def _attempt(gw: Gateway, call: Call, stream: bool, avoid: frozenset[str] = frozenset()) -> _Reply:
     """One try: an upstream slot (another engine than those in `avoid`, if one is healthy) and its response
@@ -235,7 +232,7 @@ async def forward(gw: Gateway, call: Call, watch: ClientWatch) -> Response:
     assert resp is not None
     if reply.body is None:
         headers = {**call.headers(), "cache-control": "no-cache"}
-        return EventStream(partial(_relay, gw, call, reply), reply.aclose, headers, watch)
+        return EventStream(partial(_relay, gw, call, reply), reply.close, headers, watch)
     reply.close()
     content = reply.body
     if resp.status >= 400:

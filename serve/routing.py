@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from serve.catalog import EXPERT_PREFIX, EXPERT_WEIGHT, Catalog
@@ -121,9 +121,7 @@ def arm_route(model: str, catalog: Catalog) -> Route | None:
 
 
 def with_source(route: Route, source: str) -> Route:
-    """`route` with another source (built directly: `dataclasses.replace` costs 2 us per request)."""
-    return Route(adapter=route.adapter, blend=route.blend, source=source, experiment=route.experiment,
-                 arm=route.arm, probs=route.probs)
+    return replace(route, source=source)
 
 
 class StickyCache:

@@ -95,7 +95,7 @@ async def test_the_stream_takes_the_watch_over_and_ends_quietly_when_the_client_
         wrote.set()
         await asyncio.sleep(60)
 
-    async def close() -> None:
+    def close() -> None:
         closed.set()
 
     async def request() -> None:
